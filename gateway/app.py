@@ -1,0 +1,92 @@
+"""The gateway: Microsoft Graph style REST in front of the gRPC services."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common.auth import AuthError, TokenVerifier, bearer
+from services.common.logs import request_id
+from services.common.settings import Settings
+
+from . import elevations, errors
+from .graph import CHANNELS, PRINCIPAL, SETTINGS, VERIFIER
+
+log = logging.getLogger("epm.gateway")
+
+
+@web.middleware
+async def graph_middleware(request: web.Request, handler):
+    """Request ids, bearer auth for /beta, Graph error bodies, Graph response headers, access log."""
+    started = time.perf_counter()
+    rid = str(uuid.uuid4())
+    client_rid = request.headers.get("client-request-id", "")
+    request["request_id"] = rid
+    request_id.set(rid)
+    try:
+        if request.path.startswith("/beta/"):
+            try:
+                request[PRINCIPAL] = await request.app[VERIFIER].verify(bearer(request.headers.get("Authorization")))
+            except AuthError as exc:
+                raise errors.GraphError(401, str(exc)) from None
+        response = await handler(request)
+    except errors.GraphError as exc:
+        response = errors.response(exc, rid, client_rid)
+    except grpc.aio.AioRpcError as exc:
+        response = errors.response(errors.from_rpc(exc), rid, client_rid)
+    except web.HTTPException as exc:  # routing: 404 unknown path, 405 wrong method
+        if exc.status < 400:
+            raise
+        response = errors.response(errors.GraphError(exc.status, exc.reason), rid, client_rid)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        response = errors.response(errors.GraphError(500, "The service failed to process the request."), rid, client_rid)
+    response.headers["request-id"] = rid
+    response.headers["client-request-id"] = client_rid or rid
+    response.headers["Cache-Control"] = "no-store"
+    log.info("%s %s %d", request.method, request.path, response.status, extra={"fields": {
+        "method": request.method, "path": request.path, "status": response.status,
+        "ms": round((time.perf_counter() - started) * 1000, 2)}})
+    return response
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when every backend answers its gRPC health check."""
+    states = {}
+    for name, channel in request.app[CHANNELS].items():
+        try:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+            states[name] = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        except grpc.aio.AioRpcError as exc:
+            states[name] = exc.code().name
+    ready = all(s == "SERVING" for s in states.values())
+    return web.json_response({"status": "ready" if ready else "unavailable", "backends": states},
+                             status=200 if ready else 503)
+
+
+def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> web.Application:
+    app = web.Application(middlewares=[graph_middleware], client_max_size=4 * 1024 * 1024)
+    app[SETTINGS] = settings
+    app[VERIFIER] = verifier or TokenVerifier.from_settings(settings)
+
+    async def lifecycle(app: web.Application):
+        app[CHANNELS] = {"events": grpc.aio.insecure_channel(settings.events_addr)}
+        yield
+        for channel in app[CHANNELS].values():
+            await channel.close()
+        await app[VERIFIER].close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    elevations.add_routes(app)
+    return app

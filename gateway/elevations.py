@@ -1,0 +1,120 @@
+"""/beta/deviceManagement/privilegeManagementElevations -> epm.events.v1.ElevationEventService."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from google.protobuf import field_mask_pb2
+
+from epm.events.v1 import elevation_event_service_pb2 as pb
+from epm.events.v1 import elevation_event_service_pb2_grpc as pb_grpc
+
+from . import graphjson, query
+from .errors import GraphError
+from .graph import CHANNELS, TIMEOUT, read_json, reply, rpc_metadata, service_root
+
+PATH = "/beta/deviceManagement/privilegeManagementElevations"
+ENTITY_SET = "deviceManagement/privilegeManagementElevations"
+TYPE = "privilegeManagementElevation"
+NULL_WHEN_EMPTY = frozenset({"justification"})
+PROPERTIES = frozenset(f.json_name for f in pb.ElevationEvent.DESCRIPTOR.fields)
+LIST_OPTIONS = frozenset({"filter", "orderby", "top", "skip", "skiptoken", "count", "select"})
+
+
+def _stub(request: web.Request) -> pb_grpc.ElevationEventServiceStub:
+    return pb_grpc.ElevationEventServiceStub(request.app[CHANNELS]["events"])
+
+
+def _call(request: web.Request):
+    return {"metadata": rpc_metadata(request), "timeout": TIMEOUT}
+
+
+def _entity(request: web.Request, event: pb.ElevationEvent, select: tuple[str, ...] = ()) -> dict:
+    body = graphjson.to_json(event, TYPE, NULL_WHEN_EMPTY)
+    if select:
+        body = {k: v for k, v in body.items() if k in select or k in ("id", "@odata.type")}
+    context = f"{ENTITY_SET}({','.join(select)})" if select else ENTITY_SET
+    return {"@odata.context": f"{service_root(request)}/$metadata#{context}/$entity", **body}
+
+
+def _event_from(body) -> tuple[pb.ElevationEvent, list[str]]:
+    event = pb.ElevationEvent()
+    return event, graphjson.from_json(body, event, TYPE)
+
+
+async def create(request: web.Request) -> web.Response:
+    event, _ = _event_from(await read_json(request))
+    stored = await _stub(request).RecordElevationEvent(pb.RecordElevationEventRequest(event=event), **_call(request))
+    response = reply(_entity(request, stored), status=201)
+    response.headers["Location"] = f"{service_root(request)}/{ENTITY_SET}/{stored.id}"
+    return response
+
+
+async def list_(request: web.Request) -> web.Response:
+    options = query.parse(request.query, LIST_OPTIONS, PROPERTIES)
+    page = await _stub(request).ListElevationEvents(pb.ListElevationEventsRequest(
+        filter=options.filter, order_by=options.orderby, page_size=options.top, page_token=options.skiptoken,
+        skip=options.skip, include_total_size=options.count), **_call(request))
+    context = f"{ENTITY_SET}({','.join(options.select)})" if options.select else ENTITY_SET
+    body: dict = {"@odata.context": f"{service_root(request)}/$metadata#{context}"}
+    if options.count:
+        body["@odata.count"] = page.total_size
+    if page.next_page_token:
+        body["@odata.nextLink"] = query.next_link(request.url, page.next_page_token)
+    body["value"] = [_project(graphjson.to_json(e, TYPE, NULL_WHEN_EMPTY), options.select) for e in page.events]
+    return reply(body)
+
+
+def _project(entity: dict, select: tuple[str, ...]) -> dict:
+    return {k: v for k, v in entity.items() if k in select or k == "id"} if select else entity
+
+
+async def count(request: web.Request) -> web.Response:
+    options = query.parse(request.query, frozenset({"filter"}), PROPERTIES)
+    reply_ = await _stub(request).CountElevationEvents(pb.CountElevationEventsRequest(filter=options.filter),
+                                                       **_call(request))
+    return web.Response(text=str(reply_.count), content_type="text/plain")
+
+
+async def summary(request: web.Request) -> web.Response:
+    """Extension (not in Graph): counts for reports, optionally over a $filter and with ?top=N lists."""
+    options = query.parse(request.query, frozenset({"filter", "top"}), PROPERTIES)
+    result = await _stub(request).SummarizeElevationEvents(
+        pb.SummarizeElevationEventsRequest(filter=options.filter, top=min(options.top, 100)), **_call(request))
+    body = {"total": result.total}
+    for field in pb.ElevationEventSummary.DESCRIPTOR.fields[1:]:
+        body[field.json_name] = [{"key": b.key, "count": b.count} for b in getattr(result, field.name)]
+    return reply(body)
+
+
+async def get(request: web.Request) -> web.Response:
+    options = query.parse(request.query, frozenset({"select"}), PROPERTIES)
+    event = await _stub(request).GetElevationEvent(pb.GetElevationEventRequest(id=request.match_info["id"]),
+                                                   **_call(request))
+    return reply(_entity(request, event, options.select))
+
+
+async def update(request: web.Request) -> web.Response:
+    event, given = _event_from(await read_json(request))
+    if not given:
+        raise GraphError(400, "The request body names no property to update.")
+    event.id = request.match_info["id"]
+    updated = await _stub(request).UpdateElevationEvent(
+        pb.UpdateElevationEventRequest(event=event, update_mask=field_mask_pb2.FieldMask(paths=given)),
+        **_call(request))
+    return reply(_entity(request, updated))
+
+
+async def delete(request: web.Request) -> web.Response:
+    await _stub(request).DeleteElevationEvent(pb.DeleteElevationEventRequest(id=request.match_info["id"]),
+                                              **_call(request))
+    return web.Response(status=204)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post(PATH, create)
+    app.router.add_get(PATH, list_)
+    app.router.add_get(PATH + "/$count", count)
+    app.router.add_get(PATH + "/summary", summary)
+    app.router.add_get(PATH + "/{id}", get)
+    app.router.add_patch(PATH + "/{id}", update)
+    app.router.add_delete(PATH + "/{id}", delete)

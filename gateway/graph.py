@@ -1,0 +1,46 @@
+"""What every Graph resource module shares: app keys, the caller, backend metadata, JSON responses."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from services.common.auth import Principal, TokenVerifier
+from services.common.settings import Settings
+
+from .errors import GraphError, bad_request
+
+SETTINGS = web.AppKey("settings", Settings)
+VERIFIER = web.AppKey("verifier", TokenVerifier)
+CHANNELS = web.AppKey("channels", dict)
+PRINCIPAL = "principal"
+JSON = "application/json"
+TIMEOUT = 30.0  # seconds a backend call may take
+
+
+def caller(request: web.Request) -> Principal:
+    return request[PRINCIPAL]
+
+
+def rpc_metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
+    """What every backend call carries: the caller's own token and the request id."""
+    return (("authorization", request.headers.get("Authorization", "")), ("x-request-id", request["request_id"]))
+
+
+def service_root(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}/beta"
+
+
+def reply(body: dict, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=json.dumps(body, separators=(",", ":")), content_type=JSON,
+                        headers={"OData-Version": "4.0"})
+
+
+async def read_json(request: web.Request):
+    if request.content_type != JSON:
+        raise GraphError(415, "The request body must be application/json.")
+    try:
+        return json.loads(await request.read() or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise bad_request("The request body is not valid JSON.") from None

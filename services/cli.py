@@ -1,0 +1,182 @@
+"""`epm`: run the system (`epm up`), one process (`epm serve NAME`), migrations, dev tokens."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PROCESSES = ("events", "gateway")  # started by `epm up`, in this order
+ALL_SCOPES = (
+    "DeviceManagementConfiguration.ReadWrite.All",
+    "DeviceManagementManagedDevices.ReadWrite.All",
+)
+DEV_TENANT = "00000000-0000-4000-8000-000000000001"
+
+
+def data_dir() -> Path:
+    default = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "epm"
+    path = Path(os.environ.get("EPM_DATA_DIR", default))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def dev_secret() -> str:
+    """EPM_JWT_SECRET, else a random secret kept (mode 600) in the data directory."""
+    if secret := os.environ.get("EPM_JWT_SECRET"):
+        return secret
+    path = data_dir() / "dev-jwt-secret"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def embedded_database() -> str:
+    """Starts (or reuses) the embedded PostgreSQL of the pgserver wheel; it stops when this process exits."""
+    import pgserver
+
+    server = pgserver.get_server(data_dir() / "pgdata", cleanup_mode="stop")
+    return server.get_uri()
+
+
+def serve(name: str) -> None:
+    from .common import logs
+    from .common.settings import Settings
+
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+    _use_uvloop()
+    if name == "gateway":
+        from gateway.__main__ import run
+    elif name == "events":
+        from .events.__main__ import run
+    else:
+        raise SystemExit(f"unknown process {name!r}; choose from {', '.join(PROCESSES)}")
+    asyncio.run(run(settings))
+
+
+def migrate() -> None:
+    from .common import db, logs
+    from .common.settings import Settings
+    from .events.app import MIGRATIONS as EVENTS
+
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+    url = settings.database_url or embedded_database()
+
+    async def run():
+        for schema, directory in (("events", EVENTS),):
+            await db.migrate(url, schema, directory)
+
+    asyncio.run(run())
+
+
+def token(args: argparse.Namespace) -> None:
+    from .common.auth import mint
+
+    print(mint(dev_secret(), tenant=args.tenant, scopes=args.scopes.split(), roles=args.roles.split(),
+               upn=args.upn, oid=args.oid, hours=args.hours))
+
+
+def up(args: argparse.Namespace) -> None:
+    """All processes on one machine; the embedded PostgreSQL when EPM_DATABASE_URL is unset."""
+    from .common.auth import mint
+
+    env = dict(os.environ, EPM_JWT_SECRET=dev_secret(), EPM_GATEWAY_PORT=str(args.port))
+    env["EPM_DATABASE_URL"] = os.environ.get("EPM_DATABASE_URL") or embedded_database()
+    env.setdefault("EPM_EVENTS_ADDR", f"127.0.0.1:{env.get('EPM_EVENTS_PORT', '50051')}")
+    children = []
+    for name in PROCESSES:
+        children.append(subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name], env=env))
+        if not _wait_ready(name, env, children[-1]):
+            _stop(children)
+            raise SystemExit(f"epm: the {name} process did not start; see its log above")
+    dev = mint(env["EPM_JWT_SECRET"], tenant=DEV_TENANT, scopes=ALL_SCOPES, upn="admin@contoso.example")
+    print(f"\nepm is up.\n  Graph API : http://127.0.0.1:{args.port}/beta\n"
+          f"  gRPC      : events {env['EPM_EVENTS_ADDR']}\n  database  : {_redact(env['EPM_DATABASE_URL'])}\n"
+          f"  data dir  : {data_dir()}\n\nDev token (tenant {DEV_TENANT}, 8 h):\n{dev}\n\n"
+          f"  curl -H \"Authorization: Bearer $TOKEN\" "
+          f"http://127.0.0.1:{args.port}/beta/deviceManagement/privilegeManagementElevations\n\nCtrl-C stops everything.",
+          flush=True)
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        print("epm: a process exited; stopping the rest", file=sys.stderr)
+    except KeyboardInterrupt:
+        pass
+    _stop(children)
+
+
+def _wait_ready(name: str, env: dict, child: subprocess.Popen, timeout: float = 60) -> bool:
+    import socket
+
+    port = int(env.get("EPM_EVENTS_PORT", 50051)) if name == "events" else int(env["EPM_GATEWAY_PORT"])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and child.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def _stop(children: list[subprocess.Popen]) -> None:
+    for child in reversed(children):
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+def _redact(url: str) -> str:
+    return url.split("@", 1)[-1] if "@" in url else url
+
+
+def _use_uvloop() -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="epm", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_up = sub.add_parser("up", help="run every process, with an embedded PostgreSQL unless EPM_DATABASE_URL is set")
+    p_up.add_argument("--port", type=int, default=int(os.environ.get("EPM_GATEWAY_PORT", 8080)))
+    p_serve = sub.add_parser("serve", help="run one process (what each Kubernetes Deployment runs)")
+    p_serve.add_argument("name", choices=PROCESSES)
+    sub.add_parser("migrate", help="apply every service's database migrations, then exit")
+    p_token = sub.add_parser("token", help="mint a dev token (HS256, EPM_JWT_SECRET or the data dir's secret)")
+    p_token.add_argument("--tenant", default=DEV_TENANT)
+    p_token.add_argument("--scopes", default=" ".join(ALL_SCOPES), help="space-separated delegated scopes (scp)")
+    p_token.add_argument("--roles", default="", help="space-separated application permissions (roles)")
+    p_token.add_argument("--upn", default="admin@contoso.example")
+    p_token.add_argument("--oid", default=None)
+    p_token.add_argument("--hours", type=float, default=8.0)
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        up(args)
+    elif args.command == "serve":
+        serve(args.name)
+    elif args.command == "migrate":
+        migrate()
+    else:
+        token(args)
+
+
+if __name__ == "__main__":
+    main()

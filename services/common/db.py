@@ -1,0 +1,70 @@
+"""asyncpg pool and schema migrations (numbered plain SQL files, applied under an advisory lock)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import asyncpg
+
+log = logging.getLogger("epm.db")
+_MIGRATION = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Skips asyncpg's per-release RESET round trip: no code here leaves session state behind."""
+
+
+async def create_pool(url: str, size: int = 10) -> asyncpg.Pool:
+    return await asyncpg.create_pool(url, min_size=1, max_size=size, reset=_no_reset)
+
+
+def migration_files(directory: Path) -> list[tuple[int, Path]]:
+    files = []
+    for path in sorted(directory.glob("*.sql")):
+        match = _MIGRATION.match(path.name)
+        if not match:
+            raise ValueError(f"migration file name must look like 0001_name.sql: {path.name}")
+        files.append((int(match.group(1)), path))
+    versions = [v for v, _ in files]
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"duplicate migration numbers in {directory}")
+    return files
+
+
+async def migrate(url_or_pool: str | asyncpg.Pool, schema: str, directory: Path) -> list[int]:
+    """Applies the not yet applied migrations of one schema, each in its own transaction.
+
+    Safe to run from many replicas at once: a session advisory lock per schema serialises them.
+    Returns the versions applied by this call.
+    """
+    conn = await (url_or_pool.acquire() if isinstance(url_or_pool, asyncpg.Pool) else asyncpg.connect(url_or_pool))
+    try:
+        await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", f"epm.migrate.{schema}")
+        try:
+            await conn.execute(
+                f"CREATE SCHEMA IF NOT EXISTS {schema};"
+                f"CREATE TABLE IF NOT EXISTS {schema}.schema_migrations ("
+                " version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["version"] for r in await conn.fetch(f"SELECT version FROM {schema}.schema_migrations")}
+            applied = []
+            for version, path in migration_files(directory):
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(path.read_text())
+                    await conn.execute(
+                        f"INSERT INTO {schema}.schema_migrations (version, name) VALUES ($1, $2)", version, path.name
+                    )
+                log.info("applied migration %s", path.name, extra={"fields": {"schema": schema}})
+                applied.append(version)
+            return applied
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", f"epm.migrate.{schema}")
+    finally:
+        if isinstance(url_or_pool, asyncpg.Pool):
+            await url_or_pool.release(conn)
+        else:
+            await conn.close()

@@ -1,0 +1,109 @@
+"""One way to run a gRPC service: health, reflection, request logging, errors, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .errors import RpcError
+from .logs import request_id
+
+log = logging.getLogger("epm.grpc")
+
+
+class RequestInterceptor(grpc.aio.ServerInterceptor):
+    """Sets the request id from `x-request-id` metadata, maps RpcError to its status, logs each call."""
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        if handler is None or details.method.startswith("/grpc."):
+            return handler
+        rid = next((v for k, v in details.invocation_metadata or () if k == "x-request-id"), "") or str(uuid.uuid4())
+        if handler.unary_unary:
+            return handler._replace(unary_unary=self._wrap(handler.unary_unary, details.method, rid))
+        if handler.stream_unary:
+            return handler._replace(stream_unary=self._wrap(handler.stream_unary, details.method, rid))
+        return handler
+
+    @staticmethod
+    def _wrap(behavior, method: str, rid: str):
+        async def call(request, context: grpc.aio.ServicerContext):
+            request_id.set(rid)
+            started = time.perf_counter()
+            code = "OK"
+            try:
+                return await behavior(request, context)
+            except RpcError as exc:
+                code = exc.status.code.name
+                await context.abort_with_status(exc.status)
+            except asyncio.CancelledError:
+                code = "CANCELLED"
+                raise
+            except Exception:
+                if context.code() is None:  # not an abort of ours: a bug
+                    code = "INTERNAL"
+                    log.exception("unhandled error in %s", method)
+                    await context.abort(grpc.StatusCode.INTERNAL, "Internal error.")
+                code = context.code().name
+                raise
+            finally:
+                log.info("%s %s", method, code, extra={"fields": {
+                    "method": method, "code": code, "ms": round((time.perf_counter() - started) * 1000, 2)}})
+        return call
+
+
+@dataclass
+class Running:
+    """A started gRPC server and the resources to release after it stops."""
+
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def stop(self, grace: float) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        for cleanup in reversed(self.cleanups):
+            await cleanup()
+
+
+async def serve(services: Iterable[tuple[str, Callable[[grpc.aio.Server], None]]], address: str) -> Running:
+    """Starts a server for `services` ((full service name, add-to-server function)) on `address`."""
+    server = grpc.aio.server(
+        interceptors=[RequestInterceptor()],
+        options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = []
+    for name, add in services:
+        add(server)
+        names.append(name)
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    port = server.add_insecure_port(address)
+    await server.start()
+    log.info("serving %s on port %d", ", ".join(names), port)
+    return Running(server, port, health_servicer)
+
+
+async def run_until_signalled(running: Running, grace: float) -> None:
+    """Blocks until SIGTERM or SIGINT, then stops gracefully: health NOT_SERVING, drain, close."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down (grace %.1fs)", grace)
+    await running.stop(grace)

@@ -1,0 +1,50 @@
+"""Process settings, read once from the environment (EPM_*) and passed down."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = ""            # EPM_DATABASE_URL; `epm up` starts an embedded PostgreSQL when empty
+    db_pool_size: int = 10
+    migrate_on_start: bool = True     # services apply their own migrations (under an advisory lock)
+    jwt_secret: str = field(default="", repr=False)  # dev: HS256 shared secret
+    jwks_url: str = ""                # production: RS256 keys from this JWKS document
+    jwt_audience: str = ""            # checked when set
+    jwt_issuer: str = ""              # checked when set
+    events_port: int = 50051
+    events_addr: str = "127.0.0.1:50051"  # where the gateway finds the events service
+    gateway_port: int = 8080
+    events_retention_days: int = 365  # monthly partitions older than this are dropped
+    shutdown_grace: float = 10.0      # seconds in-flight calls get on SIGTERM
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ.get
+        return cls(
+            database_url=env("EPM_DATABASE_URL", ""),
+            db_pool_size=_int("EPM_DB_POOL_SIZE", cls.db_pool_size),
+            migrate_on_start=env("EPM_MIGRATE_ON_START", "true").lower() not in ("0", "false", "no"),
+            jwt_secret=env("EPM_JWT_SECRET", ""),
+            jwks_url=env("EPM_JWKS_URL", ""),
+            jwt_audience=env("EPM_JWT_AUDIENCE", ""),
+            jwt_issuer=env("EPM_JWT_ISSUER", ""),
+            events_port=_int("EPM_EVENTS_PORT", cls.events_port),
+            events_addr=env("EPM_EVENTS_ADDR", cls.events_addr),
+            gateway_port=_int("EPM_GATEWAY_PORT", cls.gateway_port),
+            events_retention_days=_int("EPM_EVENTS_RETENTION_DAYS", cls.events_retention_days),
+            shutdown_grace=float(env("EPM_SHUTDOWN_GRACE", str(cls.shutdown_grace))),
+            log_level=env("EPM_LOG_LEVEL", cls.log_level).upper(),
+        )

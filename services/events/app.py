@@ -1,0 +1,58 @@
+"""The events process: pool, migrations, gRPC server, retention sweep."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from epm.events.v1 import elevation_event_service_pb2 as pb
+from epm.events.v1 import elevation_event_service_pb2_grpc as pb_grpc
+
+from ..common import db
+from ..common.auth import TokenVerifier
+from ..common.server import Running, serve
+from ..common.settings import Settings
+from .servicer import ElevationEventServicer
+from .store import EventStore
+
+log = logging.getLogger("epm.events")
+MIGRATIONS = Path(__file__).parent / "migrations"
+SERVICE = pb.DESCRIPTOR.services_by_name["ElevationEventService"].full_name
+RETENTION_INTERVAL = 3600.0
+
+
+async def start(settings: Settings, address: str | None = None) -> Running:
+    pool = await db.create_pool(settings.database_url, settings.db_pool_size)
+    if settings.migrate_on_start:
+        await db.migrate(pool, "events", MIGRATIONS)
+    store = EventStore(pool)
+    verifier = TokenVerifier.from_settings(settings)
+    servicer = ElevationEventServicer(store, verifier, settings.events_retention_days)
+    running = await serve(
+        [(SERVICE, lambda server: pb_grpc.add_ElevationEventServiceServicer_to_server(servicer, server))],
+        address or f"[::]:{settings.events_port}",
+    )
+    sweeper = asyncio.create_task(_retention(store, settings.events_retention_days))
+
+    async def stop_sweeper():
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+
+    running.cleanups += [pool.close, verifier.close, stop_sweeper]
+    return running
+
+
+async def _retention(store: EventStore, days: int) -> None:
+    """Drops whole months that fell out of the retention window, hourly (any replica may do it)."""
+    while True:
+        try:
+            dropped = await store.drop_partitions_before(datetime.now(timezone.utc) - timedelta(days=days))
+            if dropped:
+                log.info("retention dropped %s", ", ".join(dropped))
+        except Exception:
+            log.exception("retention sweep failed")
+        await asyncio.sleep(RETENTION_INTERVAL)

@@ -1,0 +1,141 @@
+"""gRPC servicer for elevation events: authorisation, validation and proto <-> store translation."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from epm.events.v1 import elevation_event_service_pb2 as pb
+from epm.events.v1 import elevation_event_service_pb2_grpc as pb_grpc
+
+from ..common import errors, paging
+from ..common.auth import CONFIG_READ, CONFIG_WRITE, DEVICES_READ, DEVICES_WRITE, TokenVerifier, authorize
+from ..common.odata import ODataError
+from . import model
+from .store import EventStore
+
+READ = (CONFIG_READ, CONFIG_WRITE, DEVICES_READ, DEVICES_WRITE)
+WRITE = (CONFIG_WRITE, DEVICES_WRITE)
+MAX_TOP = 100
+
+
+def _uuid(text: str) -> str:
+    """A well-formed id, or NOT_FOUND (an id that cannot exist is simply not there)."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise errors.not_found(f"No elevation event with id '{text}'.", id=text) from None
+
+
+class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
+    def __init__(self, store: EventStore, verifier: TokenVerifier, retention_days: int):
+        self.store = store
+        self.verifier = verifier
+        self.retention = timedelta(days=retention_days)
+
+    async def _caller(self, context, allowed):
+        return await authorize(self.verifier, context.invocation_metadata(), allowed)
+
+    def _problem(self, event: pb.ElevationEvent) -> str | None:
+        now = datetime.now(timezone.utc)
+        return model.problem(event, now, now - self.retention)
+
+    async def RecordElevationEvent(self, request, context):
+        caller = await self._caller(context, WRITE)
+        if reason := self._problem(request.event):
+            raise errors.invalid(reason)
+        row = model.to_row(request.event)
+        await self.store.insert(caller.tenant_id, [row])
+        return model.from_row(await self.store.get(caller.tenant_id, row[0]))
+
+    async def IngestElevationEvents(self, request_iterator, context):
+        caller = await self._caller(context, WRITE)
+        result = pb.IngestElevationEventsResponse()
+        async for batch_number, batch in _enumerate(request_iterator):
+            rows = []
+            for index, event in enumerate(batch.events):
+                if reason := self._problem(event):
+                    result.rejected.add(batch=batch_number, index=index, reason=reason)
+                else:
+                    rows.append(model.to_row(event))
+            inserted = await self.store.insert(caller.tenant_id, rows)
+            result.received += len(batch.events)
+            result.inserted += inserted
+            result.duplicates += len(rows) - inserted
+        return result
+
+    async def GetElevationEvent(self, request, context):
+        caller = await self._caller(context, READ)
+        row = await self.store.get(caller.tenant_id, _uuid(request.id))
+        if row is None:
+            raise errors.not_found(f"No elevation event with id '{request.id}'.", id=request.id)
+        return model.from_row(row)
+
+    async def ListElevationEvents(self, request, context):
+        caller = await self._caller(context, READ)
+        try:
+            if request.skip < 0:
+                raise ODataError("$skip must not be negative.")
+            rows, token = await self.store.list(
+                caller.tenant_id, filter=request.filter, order_by=request.order_by,
+                size=paging.page_size(request.page_size), token=request.page_token, skip=request.skip)
+            total = await self.store.count(caller.tenant_id, request.filter) if request.include_total_size else 0
+        except ODataError as exc:
+            raise errors.invalid(str(exc)) from None
+        return pb.ListElevationEventsResponse(
+            events=[model.from_row(r) for r in rows], next_page_token=token, total_size=total)
+
+    async def CountElevationEvents(self, request, context):
+        caller = await self._caller(context, READ)
+        try:
+            return pb.CountElevationEventsResponse(count=await self.store.count(caller.tenant_id, request.filter))
+        except ODataError as exc:
+            raise errors.invalid(str(exc)) from None
+
+    async def UpdateElevationEvent(self, request, context):
+        caller = await self._caller(context, WRITE)
+        event_id = _uuid(request.event.id)
+        paths = list(request.update_mask.paths) or list(model.UPDATABLE)
+        if bad := [p for p in paths if p not in model.UPDATABLE]:
+            key = ", ".join(model.graph_name(p) for p in bad)
+            raise errors.invalid(f"Cannot update {key}: deviceId and eventDateTime identify the event.")
+        current = await self.store.get(caller.tenant_id, event_id)
+        if current is None:
+            raise errors.not_found(f"No elevation event with id '{request.event.id}'.", id=request.event.id)
+        merged = model.from_row(current)
+        for path in paths:
+            setattr(merged, path, getattr(request.event, path))
+        if reason := model.problem(merged, datetime.now(timezone.utc), datetime.min.replace(tzinfo=timezone.utc)):
+            raise errors.invalid(reason)
+        row = dict(zip(model.COLUMNS, model.to_row(merged), strict=True))
+        updated = await self.store.update(caller.tenant_id, event_id, {p: row[p] for p in paths})
+        if updated is None:
+            raise errors.not_found(f"No elevation event with id '{request.event.id}'.", id=request.event.id)
+        return model.from_row(updated)
+
+    async def DeleteElevationEvent(self, request, context):
+        caller = await self._caller(context, WRITE)
+        if not await self.store.delete(caller.tenant_id, _uuid(request.id)):
+            raise errors.not_found(f"No elevation event with id '{request.id}'.", id=request.id)
+        return pb.DeleteElevationEventResponse()
+
+    async def SummarizeElevationEvents(self, request, context):
+        caller = await self._caller(context, READ)
+        top = request.top or 10
+        if not 0 < top <= MAX_TOP:
+            raise errors.invalid(f"top must be between 1 and {MAX_TOP}.")
+        try:
+            summary = await self.store.summarize(caller.tenant_id, request.filter, top)
+        except ODataError as exc:
+            raise errors.invalid(str(exc)) from None
+        out = pb.ElevationEventSummary(total=summary.pop("total"))
+        for name, buckets in summary.items():
+            getattr(out, name).extend(pb.Bucket(key=str(k), count=n) for k, n in buckets)
+        return out
+
+
+async def _enumerate(iterator):
+    number = 0
+    async for item in iterator:
+        yield number, item
+        number += 1

@@ -1,0 +1,108 @@
+"""Real servers for the tests: PostgreSQL (EPM_TEST_DATABASE_URL or an embedded one), the gRPC services
+on ephemeral ports and the gateway on a real socket. Each test gets a tenant of its own."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+import grpc
+import pytest
+from aiohttp import web
+
+from gateway.app import create_app
+from services.common import logs
+from services.common.auth import mint
+from services.common.settings import Settings
+from services.events import app as events_app
+
+ALL = ("DeviceManagementConfiguration.ReadWrite.All", "DeviceManagementManagedDevices.ReadWrite.All")
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def server_url():
+    """A PostgreSQL server: the one named by EPM_TEST_DATABASE_URL, else an embedded one for this run."""
+    if url := os.environ.get("EPM_TEST_DATABASE_URL"):
+        yield url
+        return
+    import pgserver
+
+    with tempfile.TemporaryDirectory(prefix="epm-pg-") as directory:
+        yield pgserver.get_server(directory, cleanup_mode="delete").get_uri()
+
+
+@pytest.fixture(scope="session")
+async def database_url(server_url):
+    """A fresh database for this run, dropped afterwards."""
+    name = f"epm_test_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(server_url)
+    await admin.execute(f"CREATE DATABASE {name}")
+    yield _with_database(server_url, name)
+    await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    await admin.close()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url) -> Settings:
+    logs.configure("WARNING")
+    return Settings(database_url=database_url, jwt_secret=secrets.token_urlsafe(32), db_pool_size=4)
+
+
+@pytest.fixture(scope="session")
+async def events_service(settings):
+    running = await events_app.start(settings, "127.0.0.1:0")
+    yield running
+    await running.stop(1)
+
+
+@pytest.fixture(scope="session")
+async def events_channel(events_service):
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{events_service.port}")
+    yield channel
+    await channel.close()
+
+
+@pytest.fixture(scope="session")
+async def gateway_url(settings, events_service):
+    from dataclasses import replace
+
+    app = create_app(replace(settings, events_addr=f"127.0.0.1:{events_service.port}"))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+@pytest.fixture
+def tenant() -> str:
+    return str(uuid.uuid4())
+
+
+@pytest.fixture
+def token(settings, tenant):
+    """token(scopes=..., roles=..., tenant=...) -> a signed dev token; defaults to full access in this test's tenant."""
+    def make(scopes=ALL, roles=(), tenant=tenant, **claims) -> str:
+        return mint(settings.jwt_secret, tenant=tenant, scopes=scopes, roles=roles, **claims)
+    return make
+
+
+@pytest.fixture
+async def http(gateway_url, token):
+    """An HTTP client on the gateway that sends this test's full-access token."""
+    async with aiohttp.ClientSession(
+        base_url=gateway_url, headers={"Authorization": f"Bearer {token()}"}
+    ) as session:
+        yield session

@@ -15,7 +15,7 @@ from services.common.logs import request_id
 from services.common.settings import Settings
 
 from . import elevations, errors
-from .graph import CHANNELS, PRINCIPAL, SETTINGS, VERIFIER
+from .graph import CHANNELS, PRINCIPAL, REQUEST_ID, SETTINGS, VERIFIER
 
 log = logging.getLogger("epm.gateway")
 
@@ -26,7 +26,7 @@ async def graph_middleware(request: web.Request, handler):
     started = time.perf_counter()
     rid = str(uuid.uuid4())
     client_rid = request.headers.get("client-request-id", "")
-    request["request_id"] = rid
+    request[REQUEST_ID] = rid
     request_id.set(rid)
     try:
         if request.path.startswith("/beta/"):
@@ -50,7 +50,7 @@ async def graph_middleware(request: web.Request, handler):
     response.headers["client-request-id"] = client_rid or rid
     response.headers["Cache-Control"] = "no-store"
     log.info("%s %s %d", request.method, request.path, response.status, extra={"fields": {
-        "method": request.method, "path": request.path, "status": response.status,
+        "method": request.method, "path": request.path, "status": response.status, "client_request_id": client_rid,
         "ms": round((time.perf_counter() - started) * 1000, 2)}})
     return response
 

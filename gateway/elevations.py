@@ -29,9 +29,7 @@ def _call(request: web.Request):
 
 
 def _entity(request: web.Request, event: pb.ElevationEvent, select: tuple[str, ...] = ()) -> dict:
-    body = graphjson.to_json(event, TYPE, NULL_WHEN_EMPTY)
-    if select:
-        body = {k: v for k, v in body.items() if k in select or k in ("id", "@odata.type")}
+    body = _project(graphjson.to_json(event, TYPE, NULL_WHEN_EMPTY), select)
     context = f"{ENTITY_SET}({','.join(select)})" if select else ENTITY_SET
     return {"@odata.context": f"{service_root(request)}/$metadata#{context}/$entity", **body}
 
@@ -65,7 +63,7 @@ async def list_(request: web.Request) -> web.Response:
 
 
 def _project(entity: dict, select: tuple[str, ...]) -> dict:
-    return {k: v for k, v in entity.items() if k in select or k == "id"} if select else entity
+    return {k: v for k, v in entity.items() if k in select or k in ("id", "@odata.type")} if select else entity
 
 
 async def count(request: web.Request) -> web.Response:
@@ -79,7 +77,7 @@ async def summary(request: web.Request) -> web.Response:
     """Extension (not in Graph): counts for reports, optionally over a $filter and with ?top=N lists."""
     options = query.parse(request.query, frozenset({"filter", "top"}), PROPERTIES)
     result = await _stub(request).SummarizeElevationEvents(
-        pb.SummarizeElevationEventsRequest(filter=options.filter, top=min(options.top, 100)), **_call(request))
+        pb.SummarizeElevationEventsRequest(filter=options.filter, top=options.top), **_call(request))
     body = {"total": result.total}
     for field in pb.ElevationEventSummary.DESCRIPTOR.fields[1:]:
         body[field.json_name] = [{"key": b.key, "count": b.count} for b in getattr(result, field.name)]
@@ -115,6 +113,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(PATH, list_)
     app.router.add_get(PATH + "/$count", count)
     app.router.add_get(PATH + "/summary", summary)
-    app.router.add_get(PATH + "/{id}", get)
-    app.router.add_patch(PATH + "/{id}", update)
-    app.router.add_delete(PATH + "/{id}", delete)
+    for item in (PATH + "/{id}", PATH + "('{id}')"):  # key as segment, and OData key syntax
+        app.router.add_get(item, get)
+        app.router.add_patch(item, update)
+        app.router.add_delete(item, delete)

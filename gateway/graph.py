@@ -14,7 +14,8 @@ from .errors import GraphError, bad_request
 SETTINGS = web.AppKey("settings", Settings)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
 CHANNELS = web.AppKey("channels", dict)
-PRINCIPAL = "principal"
+PRINCIPAL = web.RequestKey("principal", Principal)
+REQUEST_ID = web.RequestKey("request_id", str)
 JSON = "application/json"
 TIMEOUT = 30.0  # seconds a backend call may take
 
@@ -25,7 +26,7 @@ def caller(request: web.Request) -> Principal:
 
 def rpc_metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
     """What every backend call carries: the caller's own token and the request id."""
-    return (("authorization", request.headers.get("Authorization", "")), ("x-request-id", request["request_id"]))
+    return (("authorization", request.headers.get("Authorization", "")), ("x-request-id", request[REQUEST_ID]))
 
 
 def service_root(request: web.Request) -> str:

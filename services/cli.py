@@ -105,6 +105,7 @@ def up(args: argparse.Namespace) -> None:
           f"  curl -H \"Authorization: Bearer $TOKEN\" "
           f"http://127.0.0.1:{args.port}/beta/deviceManagement/privilegeManagementElevations\n\nCtrl-C stops everything.",
           flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
@@ -112,6 +113,10 @@ def up(args: argparse.Namespace) -> None:
     except KeyboardInterrupt:
         pass
     _stop(children)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _wait_ready(name: str, env: dict, child: subprocess.Popen, timeout: float = 60) -> bool:
@@ -140,7 +145,10 @@ def _stop(children: list[subprocess.Popen]) -> None:
 
 
 def _redact(url: str) -> str:
-    return url.split("@", 1)[-1] if "@" in url else url
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl() if parts.password else url
 
 
 def _use_uvloop() -> None:

@@ -13,8 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import aiohttp
+import grpc
 import jwt
 
+from .errors import RpcError
 from .settings import Settings
 
 # Graph permissions (delegated `scp` or application `roles`) used by this backend.
@@ -161,10 +163,6 @@ def mint(secret: str, *, tenant: str, scopes: Iterable[str] = (), roles: Iterabl
 
 async def authorize(verifier: TokenVerifier, metadata, any_of: Iterable[str]) -> Principal:
     """The caller of a gRPC method, from its `authorization` metadata; raises RpcError 401/403-style."""
-    import grpc
-
-    from .errors import RpcError
-
     header = next((v for k, v in metadata if k == "authorization"), None)
     try:
         principal = await verifier.verify(bearer(header))

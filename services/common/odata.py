@@ -24,7 +24,8 @@ LIKE_PATTERNS = {"startswith": "{}%", "endswith": "%{}", "contains": "%{}%"}
 
 
 class ODataError(ValueError):
-    """Invalid query option; str(err) is a message for the API user that names the problem (e.g. the offending property, operator, literal or position)."""
+    """Invalid query option; str(err) is a message for the API user that names the problem
+    (e.g. the offending property, operator, literal or position)."""
 
 
 @dataclass(frozen=True)
@@ -390,7 +391,9 @@ FLIPPED = {"eq": "eq", "ne": "ne", "gt": "lt", "ge": "le", "lt": "gt", "le": "ge
 
 
 def compile_filter(text: str, fields: Mapping[str, Field], params: list) -> str:
-    """Returns a SQL boolean expression; appends literal values to `params` and refers to them as $N where N = position in params (1-based), so callers can pre-fill params (e.g. params=[tenant_id] already holds $1 -> the first literal becomes $2). Empty/whitespace text -> returns "TRUE"."""
+    """Returns a SQL boolean expression; appends literal values to `params` and refers to them as $N where
+    N = position in params (1-based), so callers can pre-fill params (e.g. params=[tenant_id] already holds $1
+    -> the first literal becomes $2). Empty/whitespace text -> returns "TRUE". `params` is untouched on error."""
     if text is None or not text.strip():
         return "TRUE"
     compiler = _Compiler(fields, len(params))
@@ -550,7 +553,8 @@ def _escape_like(text: str) -> str:
 
 
 def parse_orderby(text: str, fields: Mapping[str, Field]) -> list[tuple[str, bool]]:
-    """'eventDateTime desc, hash' -> [("eventDateTime", True), ("hash", False)]  (property name, descending). Unknown property, duplicate property, bad direction -> ODataError. Empty text -> []."""
+    """'eventDateTime desc, hash' -> [("eventDateTime", True), ("hash", False)]  (property name, descending).
+    Unknown property, duplicate property, bad direction -> ODataError. Empty text -> []."""
     if text is None or not text.strip():
         return []
     _check_length(text, "$orderby")

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
+import asyncpg
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -45,16 +46,19 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             except RpcError as exc:
                 code = exc.status.code.name
                 await context.abort_with_status(exc.status)
+            except grpc.aio.AbortError:
+                code = context.code().name if context.code() else "ABORTED"
+                raise
+            except asyncpg.DataError as exc:  # a value PostgreSQL refuses, e.g. from a forged page token
+                code = "INVALID_ARGUMENT"
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"Invalid value: {exc}")
             except asyncio.CancelledError:
                 code = "CANCELLED"
                 raise
             except Exception:
-                if context.code() is None:  # not an abort of ours: a bug
-                    code = "INTERNAL"
-                    log.exception("unhandled error in %s", method)
-                    await context.abort(grpc.StatusCode.INTERNAL, "Internal error.")
-                code = context.code().name
-                raise
+                code = "INTERNAL"
+                log.exception("unhandled error in %s", method)
+                await context.abort(grpc.StatusCode.INTERNAL, "Internal error.")
             finally:
                 log.info("%s %s", method, code, extra={"fields": {
                     "method": method, "code": code, "ms": round((time.perf_counter() - started) * 1000, 2)}})

@@ -9,6 +9,8 @@ from datetime import datetime, timedelta, timezone
 import aiohttp
 import pytest
 
+from services.common import paging
+
 PATH = "/beta/deviceManagement/privilegeManagementElevations"
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 
@@ -90,6 +92,9 @@ async def test_get_update_delete(http):
     async with http.get(f"{PATH}/{created['id']}") as resp:
         assert resp.status == 200
         assert (await resp.json())["elevationType"] == "zeroTouchElevation"
+    for key_syntax in (f"{PATH}('{created['id']}')", f"{PATH}(%27{created['id']}%27)"):
+        async with http.get(key_syntax) as resp:
+            assert resp.status == 200 and (await resp.json())["id"] == created["id"]
     async with http.patch(f"{PATH}/{created['id']}", json={"result": 5, "policyName": "Renamed"}) as resp:
         assert resp.status == 200, await resp.text()
         updated = await resp.json()
@@ -201,7 +206,7 @@ async def test_orderby_select_top_skip_and_count(http):
     assert [e["result"] for e in newest_first] == list(range(7))
     by_result = await values(http, "$orderby=result desc&$select=result,deviceId")
     assert [e["result"] for e in by_result] == list(range(6, -1, -1))
-    assert set(by_result[0]) == {"id", "result", "deviceId"}
+    assert set(by_result[0]) == {"@odata.type", "id", "result", "deviceId"}
     mixed = await values(http, "$orderby=deviceId asc, result desc")
     assert [(e["deviceId"], e["result"]) for e in mixed] == [
         ("device-0", 6), ("device-0", 3), ("device-0", 0), ("device-1", 4), ("device-1", 1),
@@ -236,6 +241,9 @@ async def test_a_skiptoken_is_bound_to_its_query(http):
     async with http.get(f"{PATH}?$top=2&$orderby=result&$skiptoken={token}") as resp:
         assert "skiptoken" in await error_of(resp, 400)
     async with http.get(f"{PATH}?$skiptoken=garbage") as resp:
+        await error_of(resp, 400)
+    forged = paging.encode_token([NOW.isoformat(), "not-a-uuid"], paging.query_key("", ""))
+    async with http.get(f"{PATH}?$skiptoken={forged}") as resp:
         await error_of(resp, 400)
 
 

@@ -551,7 +551,8 @@ def test_fuzz_orderby():
 ATOMS = [
     "result eq 1", "3 lt result", "deviceName ne 'a''b'", "hash in ('A', 'b')", "justification eq null",
     "eventDateTime ge 2026-01-01T00:00:00+02:00", "elevationType eq 'undetermined'", "systemInitiatedElevation",
-    "contains(deviceName, '%_')", "startswith(hash, 'AB') eq false", "not(result in (1, 2))", "true",
+    "contains(deviceName, '%_')", "startswith(hash, 'AB') eq false", "not(result in (1, 2))",
+    "false ne systemInitiatedElevation",
 ]
 
 

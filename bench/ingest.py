@@ -1,0 +1,248 @@
+"""gRPC batch ingest (IngestElevationEvents) against the raw asyncpg COPY floor, plus a memory soak.
+
+    .venv/bin/python bench/ingest.py [--rows 200000] [--reps 3] [--memory-events 1000000]
+
+See bench/README.md for what is compared and how to read the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import secrets
+import statistics
+import sys
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import asyncpg  # noqa: E402
+import grpc  # noqa: E402
+
+from bench import _common as c  # noqa: E402
+from epm.events.v1 import elevation_event_service_pb2 as pb  # noqa: E402
+from services.common.auth import DEVICES_WRITE, mint  # noqa: E402
+from services.events import model  # noqa: E402
+
+METHOD = "/epm.events.v1.ElevationEventService/IngestElevationEvents"
+TARGET = ">= 0.50"
+MEMORY_TARGET_MIB = 100
+HASHES = [hashlib.sha256(f"file-{i}.exe".encode()).hexdigest() for i in range(1000)]
+TEMPLATE = pb.ElevationEvent(
+    device_name="LAPTOP-01", elevation_type=pb.ELEVATION_TYPE_USER_CONFIRMED_ELEVATION,
+    file_path=r"C:\Program Files\Git\bin\git.exe", upn="adele@contoso.example", user_type=pb.USER_TYPE_AZURE_AD,
+    product_name="Git", company_name="The Git Development Community", file_version="2.45.1",
+    internal_name="git", file_description="Git for Windows", justification="Installing dev tools",
+    certificate_payload="cert-hash", result=0, process_type=pb.PROCESS_TYPE_PARENT, rule_id="rule-1",
+    policy_id="policy-1", policy_name="Dev tools", parent_process_name="explorer.exe",
+)
+
+
+class Events:
+    """`total` distinct events: event i has device `bench-{i}` and a time i steps after 29 days ago (whole µs)."""
+
+    def __init__(self, total: int, batch_size: int):
+        self.total, self.batch_size = total, batch_size
+        span_us = 29 * 86_400 * 1_000_000
+        self.start_us = int(time.time() * 1_000_000) - span_us
+        self.step_us = max(1, span_us // total)
+        self.batch = pb.IngestElevationEventsRequest()
+        for j in range(batch_size):  # a reusable batch: only deviceId and eventDateTime change per event
+            event = self.batch.events.add()
+            event.CopyFrom(TEMPLATE)
+            event.hash = HASHES[j % len(HASHES)]
+
+    def serialized(self, number: int) -> bytes:
+        """Batch `number` as the bytes of an IngestElevationEventsRequest."""
+        first = number * self.batch_size
+        size = min(self.batch_size, self.total - first)
+        for j in range(size):
+            event, us = self.batch.events[j], self.start_us + (first + j) * self.step_us
+            event.device_id = f"bench-{first + j}"
+            event.event_date_time.seconds, nanos = divmod(us, 1_000_000)
+            event.event_date_time.nanos = nanos * 1000
+        if size < self.batch_size:  # the last, partial batch
+            return pb.IngestElevationEventsRequest(events=self.batch.events[:size]).SerializeToString()
+        return self.batch.SerializeToString()
+
+    def count(self) -> int:
+        return -(-self.total // self.batch_size)
+
+    def sizes(self) -> list[int]:
+        return [min(self.batch_size, self.total - n * self.batch_size) for n in range(self.count())]
+
+    def rows(self, tenant: str) -> list[tuple]:
+        """The rows the service would store for these events (tenant_id + model.COLUMNS), for the COPY floor."""
+        base = [tenant, *model.to_row(TEMPLATE)]
+        at = {name: 1 + model.COLUMNS.index(name) for name in ("id", "device_id", "event_date_time", "hash")}
+        epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+        out = []
+        for i in range(self.total):
+            row = base.copy()
+            row[at["device_id"]] = device = f"bench-{i}"
+            row[at["event_date_time"]] = when = epoch + timedelta(microseconds=self.start_us + i * self.step_us)
+            row[at["hash"]] = HASHES[(i % self.batch_size) % len(HASHES)]
+            row[at["id"]] = model.event_id(device, when)
+            out.append(tuple(row))
+        return out
+
+
+async def floor(url: str, rows_by_tenant: list[tuple], table: str) -> float:
+    """rows/s of one copy_records_to_table into a plain copy of events.elevations (same indexes)."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f"CREATE TABLE {table} (LIKE events.elevations "
+                           "INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)")
+        await conn.execute("CHECKPOINT")
+        started = time.perf_counter()
+        await conn.copy_records_to_table(table, records=rows_by_tenant, columns=["tenant_id", *model.COLUMNS])
+        elapsed = time.perf_counter() - started
+        stored = await conn.fetchval(f"SELECT count(*) FROM {table}")
+        if stored != len(rows_by_tenant):
+            raise SystemExit(f"FLOOR FAILED: {stored} rows in {table}, expected {len(rows_by_tenant)}")
+        await conn.execute(f"DROP TABLE {table}")
+        return len(rows_by_tenant) / elapsed
+    finally:
+        await conn.close()
+
+
+def check(response: pb.IngestElevationEventsResponse, expected: int, what: str) -> None:
+    if response.received == expected == response.inserted and not response.duplicates and not response.rejected:
+        return
+    first = "; ".join(f"batch {r.batch} #{r.index}: {r.reason}" for r in response.rejected[:3])
+    raise SystemExit(f"INGEST FAILED ({what}): expected {expected} inserted, got received={response.received} "
+                     f"inserted={response.inserted} duplicates={response.duplicates} "
+                     f"rejected={len(response.rejected)} {first}")
+
+
+async def stream(ingest, batches, token: str, timeout: float, on_batch=None) -> pb.IngestElevationEventsResponse:
+    """One IngestElevationEvents call writing every (already serialized) batch; bounded by its deadline."""
+    call = ingest(metadata=(("authorization", f"Bearer {token}"),), timeout=timeout)
+    for number, batch in enumerate(batches):
+        await call.write(batch)
+        if on_batch:
+            on_batch(number + 1)
+    await call.done_writing()
+    return await call
+
+
+async def product(ingest, batches: list[bytes], sizes: list[int], streams: int, secret: str, pid: int,
+                  timeout: float) -> tuple[float, float]:
+    """(rows/s, service CPU µs per row) of `streams` concurrent streams sharing the batches, fresh tenant."""
+    token = mint(secret, tenant=str(uuid.uuid4()), scopes=[DEVICES_WRITE])
+    shares = [batches[i::streams] for i in range(streams)]
+    cpu = c.cpu_seconds(pid)
+    started = time.perf_counter()
+    responses = await asyncio.gather(*(stream(ingest, share, token, timeout) for share in shares))
+    elapsed = time.perf_counter() - started
+    cpu = c.cpu_seconds(pid) - cpu
+    expected = sum(sizes)
+    for number, response in enumerate(responses):
+        check(response, sum(sizes[number::streams]), f"{streams} streams")
+    return expected / elapsed, cpu / expected * 1e6
+
+
+async def memory(ingest, events: Events, secret: str, pid: int, every: int, timeout: float) -> list:
+    """Streams events.total events in one call, building batches lazily; samples the service's RSS."""
+    token = mint(secret, tenant=str(uuid.uuid4()), scopes=[DEVICES_WRITE])
+    samples = [(0, c.rss_mib(pid), 0.0)]
+    started = time.perf_counter()
+    per_sample = max(1, every // events.batch_size)
+
+    def sample(sent_batches: int) -> None:
+        if sent_batches % per_sample == 0:
+            samples.append((sent_batches * events.batch_size, c.rss_mib(pid), time.perf_counter() - started))
+
+    lazy = (events.serialized(n) for n in range(events.count()))
+    response = await stream(ingest, lazy, token, timeout, on_batch=sample)
+    check(response, events.total, "memory phase")
+    samples.append(("end", c.rss_mib(pid), time.perf_counter() - started))
+    return samples
+
+
+async def main(args, loop: str) -> None:
+    secret = secrets.token_urlsafe(32)
+    events = Events(args.rows, args.batch)
+    print(f"ingest bench: {args.rows:,} events in batches of {args.batch}, {args.reps} reps, loop {loop}, "
+          f"python {sys.version.split()[0]}", flush=True)
+    built = time.perf_counter()
+    batches = [events.serialized(n) for n in range(events.count())]
+    floor_rows = events.rows(str(uuid.uuid4()))
+    print(f"built {len(batches)} batches ({sum(map(len, batches)) / 2**20:.1f} MiB serialized) and "
+          f"{len(floor_rows):,} COPY rows in {time.perf_counter() - built:.1f} s", flush=True)
+
+    async with c.fresh_database() as url:
+        print(f"database: {c.redact(url)}", flush=True)
+        port = c.free_port()
+        service = c.serve_epm("events", port, {"EPM_DATABASE_URL": url, "EPM_JWT_SECRET": secret,
+                                               "EPM_EVENTS_PORT": str(port)})
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                ingest = channel.stream_unary(METHOD, request_serializer=None,  # batches are already bytes
+                                              response_deserializer=pb.IngestElevationEventsResponse.FromString)
+                results = {"floor": [], "1 stream": [], "2 streams": []}
+                cpu = {"1 stream": [], "2 streams": []}
+                for rep in range(args.reps):
+                    results["floor"].append(await floor(url, floor_rows, f"bench_floor_{rep}"))
+                    for streams, name in ((1, "1 stream"), (2, "2 streams")):
+                        rate, us = await product(ingest, batches, events.sizes(), streams, secret, service.pid,
+                                                 args.timeout)
+                        results[name].append(rate)
+                        cpu[name].append(us)
+                    print(f"rep {rep + 1}: floor {c.num(results['floor'][-1])} rows/s, "
+                          f"1 stream {c.num(results['1 stream'][-1])}, 2 streams {c.num(results['2 streams'][-1])}",
+                          flush=True)
+                report(args, results, cpu)
+                if args.memory_events:
+                    soak = Events(args.memory_events, args.batch)
+                    samples = await memory(ingest, soak, secret, service.pid, args.memory_every, args.memory_timeout)
+                    report_memory(soak.total, samples)
+        finally:
+            service.stop()
+
+
+def report(args, results: dict, cpu: dict) -> None:
+    floor_median = statistics.median(results["floor"])
+    rows = [["floor: asyncpg copy_records_to_table, 1 connection", c.mmm(results["floor"]), "1.00", "", ""]]
+    for name in ("1 stream", "2 streams"):
+        ratio = statistics.median(results[name]) / floor_median
+        rows.append([f"product: IngestElevationEvents, {name}", c.mmm(results[name]), f"{ratio:.2f}", TARGET,
+                     c.num(statistics.median(cpu[name]), 1)])
+    c.print_table(f"Ingest of {args.rows:,} events (batches of {args.batch}), {args.reps} reps",
+                  ["what", "rows/s min / median / max", "ratio of medians vs floor", "target",
+                   "service CPU µs/row (median)"], rows)
+
+
+def report_memory(total: int, samples: list) -> None:
+    rss = [r for _, r, _ in samples]
+    start, peak, end = rss[0], max(rss), rss[-1]
+    c.print_table(f"Events service RSS while streaming {total:,} events in one call",
+                  ["events sent", "RSS MiB", "seconds"],
+                  [[e if isinstance(e, str) else c.num(e), c.num(r, 1), c.num(s, 1)] for e, r, s in samples])
+    verdict = "flat" if peak - start < MEMORY_TARGET_MIB else "GROWING"
+    c.print_table("Memory summary", ["start MiB", "max MiB", "end MiB", "growth end-start MiB",
+                                     "growth max-start MiB", "target", "verdict"],
+                  [[c.num(start, 1), c.num(peak, 1), c.num(end, 1), c.num(end - start, 1), c.num(peak - start, 1),
+                    f"flat (max-start < {MEMORY_TARGET_MIB} MiB)", verdict]])
+    print(f"memory phase rate: {c.num(total / samples[-1][2])} rows/s", flush=True)
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=200_000, help="events per repetition (default 200000)")
+    p.add_argument("--batch", type=int, default=1000, help="events per IngestElevationEventsRequest")
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--timeout", type=float, default=300, help="deadline of each timed stream, seconds")
+    p.add_argument("--memory-events", type=int, default=1_000_000, help="events in the memory phase; 0 skips it")
+    p.add_argument("--memory-every", type=int, default=100_000, help="RSS sample interval, events")
+    p.add_argument("--memory-timeout", type=float, default=900, help="deadline of the memory stream, seconds")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    arguments = parse()
+    asyncio.run(main(arguments, c.use_uvloop()))

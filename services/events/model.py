@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import operator
 import re
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -17,7 +19,10 @@ SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 MAX_JUSTIFICATION = 256
 MAX_FILE_PATH = 32_767
 MAX_TEXT = 4096
-FUTURE_SKEW = timedelta(days=1)
+FUTURE_SKEW_US = 86_400_000_000  # a day of clock skew
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_NAMESPACE_BYTES = ID_NAMESPACE.bytes
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}  # RFC 4122 variant bits
 
 ENUMS = {
     "elevation_type": pb.ElevationType.DESCRIPTOR,
@@ -38,6 +43,12 @@ COLUMNS = (
 )
 KEY_FIELDS = ("device_id", "event_date_time")  # the id derives from these: they cannot change
 UPDATABLE = tuple(c for c in COLUMNS if c != "id" and c not in KEY_FIELDS)
+
+_SHORT_TEXT = tuple(n for n in TEXT if n != "file_path")
+_get_short_text = operator.attrgetter(*_SHORT_TEXT)
+_get_stored = operator.attrgetter(*COLUMNS[1:])
+_TIME, _HASH = COLUMNS.index("event_date_time") - 1, COLUMNS.index("hash") - 1
+_ENUM_SLOTS = [(COLUMNS.index(n) - 1, graph_names(e), to_graph(e, 0)) for n, e in ENUMS.items()]
 
 
 def graph_name(column: str) -> str:
@@ -63,35 +74,44 @@ def _field(column: str) -> Field:
 FIELDS: dict[str, Field] = {graph_name(c): _field(c) for c in COLUMNS}
 
 
-def event_id(device_id: str, at: datetime) -> str:
-    return str(uuid.uuid5(ID_NAMESPACE, f"{device_id.lower()}|{at.astimezone(timezone.utc).isoformat()}"))
+def micros(event: pb.ElevationEvent) -> int:
+    """eventDateTime as whole microseconds since the Unix epoch (the stored precision)."""
+    return event.event_date_time.seconds * 1_000_000 + event.event_date_time.nanos // 1000
 
 
-def event_time(event: pb.ElevationEvent) -> datetime:
-    return event.event_date_time.ToDatetime(tzinfo=timezone.utc)
+def as_datetime(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
 
 
-def problem(event: pb.ElevationEvent, now: datetime, oldest: datetime) -> str | None:
-    """Why `event` cannot be stored, or None when it is valid."""
+def event_id(device_id: str, us: int) -> str:
+    """UUIDv5(ID_NAMESPACE, lower(deviceId) + "|" + eventDateTime in epoch microseconds), as 32 hex digits."""
+    digest = hashlib.sha1(_NAMESPACE_BYTES + f"{device_id.lower()}|{us}".encode()).hexdigest()
+    return f"{digest[:12]}5{digest[13:16]}{_VARIANT[digest[16]]}{digest[17:32]}"
+
+
+def problem(event: pb.ElevationEvent, now_us: int, oldest_us: int) -> str | None:
+    """Why `event` cannot be stored, or None when it is valid. Times are epoch microseconds."""
     if not event.device_id.strip():
         return "deviceId is required."
     if not event.HasField("event_date_time"):
         return "eventDateTime is required."
-    at = event_time(event)
-    if at > now + FUTURE_SKEW:
-        return f"eventDateTime {at.isoformat()} is in the future."
-    if at < oldest:
-        return f"eventDateTime {at.isoformat()} is older than the retention period (since {oldest.date()})."
+    us = micros(event)
+    if us > now_us + FUTURE_SKEW_US:
+        return f"eventDateTime {as_datetime(us).isoformat()} is in the future."
+    if us < oldest_us:
+        return (f"eventDateTime {as_datetime(us).isoformat()} is older than the retention period "
+                f"(since {as_datetime(oldest_us).date()}).")
     if not SHA256.match(event.hash):
         return "hash must be a SHA-256 digest: 64 hexadecimal characters."
     if len(event.justification) > MAX_JUSTIFICATION:
         return f"justification must be at most {MAX_JUSTIFICATION} characters."
     if event.result < 0:
         return "result must be between 0 and 2147483647."
-    for name in TEXT:
-        limit = MAX_FILE_PATH if name == "file_path" else MAX_TEXT
-        if len(getattr(event, name)) > limit:
-            return f"{graph_name(name)} must be at most {limit} characters."
+    if len(event.file_path) > MAX_FILE_PATH:
+        return f"filePath must be at most {MAX_FILE_PATH} characters."
+    for name, value in zip(_SHORT_TEXT, _get_short_text(event), strict=True):
+        if len(value) > MAX_TEXT:
+            return f"{graph_name(name)} must be at most {MAX_TEXT} characters."
     for name, enum in ENUMS.items():
         number = getattr(event, name)
         if number and number not in graph_names(enum):
@@ -100,15 +120,16 @@ def problem(event: pb.ElevationEvent, now: datetime, oldest: datetime) -> str | 
 
 
 def to_row(event: pb.ElevationEvent) -> tuple:
-    """The stored row (without tenant) of a valid event; assigns its id."""
-    at = event_time(event)
-    values = {name: getattr(event, name) for name in COLUMNS[1:]}
-    values["event_date_time"] = at
-    values["hash"] = event.hash.lower()
-    for name, enum in ENUMS.items():
-        values[name] = to_graph(enum, values[name])
-    values["id"] = event_id(event.device_id, at)
-    return tuple(values[c] for c in COLUMNS)
+    """The stored row (without tenant) of a valid event, in COLUMNS order; assigns its id.
+
+    The hot path of ingest: eventDateTime stays in epoch microseconds (store.INSERT converts it).
+    """
+    values = list(_get_stored(event))
+    us = values[_TIME] = micros(event)
+    values[_HASH] = values[_HASH].lower()
+    for index, names, default in _ENUM_SLOTS:
+        values[index] = names.get(values[index], default)
+    return (event_id(values[0], us), *values)
 
 
 def from_row(row) -> pb.ElevationEvent:
@@ -130,3 +151,12 @@ def month_start(at: datetime) -> datetime:
 
 def next_month(start: datetime) -> datetime:
     return datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=timezone.utc)
+
+
+def months_between(first: datetime, last: datetime) -> set[datetime]:
+    """The starts of every month from `first`'s to `last`'s, both included."""
+    months, month = set(), month_start(first)
+    while month <= last:
+        months.add(month)
+        month = next_month(month)
+    return months

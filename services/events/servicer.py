@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import time
 import uuid
-from datetime import datetime, timedelta, timezone
 
 from epm.events.v1 import elevation_event_service_pb2 as pb
 from epm.events.v1 import elevation_event_service_pb2_grpc as pb_grpc
@@ -31,14 +31,14 @@ class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
     def __init__(self, store: EventStore, verifier: TokenVerifier, retention_days: int):
         self.store = store
         self.verifier = verifier
-        self.retention = timedelta(days=retention_days)
+        self.retention_us = retention_days * 86_400_000_000
 
     async def _caller(self, context, allowed):
         return await authorize(self.verifier, context.invocation_metadata(), allowed)
 
     def _problem(self, event: pb.ElevationEvent) -> str | None:
-        now = datetime.now(timezone.utc)
-        return model.problem(event, now, now - self.retention)
+        now = time.time_ns() // 1000
+        return model.problem(event, now, now - self.retention_us)
 
     async def RecordElevationEvent(self, request, context):
         caller = await self._caller(context, WRITE)
@@ -105,7 +105,7 @@ class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
         merged = model.from_row(current)
         for path in paths:
             setattr(merged, path, getattr(request.event, path))
-        if reason := model.problem(merged, datetime.now(timezone.utc), datetime.min.replace(tzinfo=timezone.utc)):
+        if reason := model.problem(merged, time.time_ns() // 1000, oldest_us=-(2**63)):
             raise errors.invalid(reason)
         row = dict(zip(model.COLUMNS, model.to_row(merged), strict=True))
         updated = await self.store.update(caller.tenant_id, event_id, {p: row[p] for p in paths})

@@ -9,17 +9,19 @@ import asyncpg
 
 from ..common import paging
 from ..common.odata import Field, compile_filter, parse_orderby
-from .model import COLUMNS, FIELDS, month_start, next_month
+from .model import COLUMNS, FIELDS, as_datetime, month_start, months_between, next_month
 
 log = logging.getLogger("epm.events.store")
 
 TABLE = "events.elevations"
 SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
-_CAST = {  # array types for unnest()
-    "id": "uuid", "event_date_time": "timestamptz", "result": "int4", "system_initiated_elevation": "bool",
-}
+# Batch insert: one array parameter per column (model.to_row order), eventDateTime as epoch microseconds.
+_CAST = {"id": "uuid", "event_date_time": "int8", "result": "int4", "system_initiated_elevation": "bool"}
 _ARRAYS = ", ".join(f"${i + 2}::{_CAST.get(c, 'text')}[]" for i, c in enumerate(COLUMNS))
-INSERT = f"INSERT INTO {TABLE} (tenant_id, {', '.join(COLUMNS)}) SELECT $1, * FROM unnest({_ARRAYS}) ON CONFLICT DO NOTHING"
+_VALUES = ", ".join(COLUMNS).replace(
+    "event_date_time", "'epoch'::timestamptz + event_date_time * interval '1 microsecond'")
+INSERT = (f"INSERT INTO {TABLE} (tenant_id, {', '.join(COLUMNS)}) "
+          f"SELECT $1, {_VALUES} FROM unnest({_ARRAYS}) AS u({', '.join(COLUMNS)}) ON CONFLICT DO NOTHING")
 DEFAULT_ORDER = [("eventDateTime", True)]
 ID_KEY = ("id", Field("id", "string"))  # tie-breaker that makes every order total
 
@@ -34,7 +36,8 @@ class EventStore:
         if not rows:
             return 0
         columns = list(zip(*rows, strict=True))
-        months = {month_start(at) for at in columns[COLUMNS.index("event_date_time")]}
+        times = columns[COLUMNS.index("event_date_time")]
+        months = months_between(as_datetime(min(times)), as_datetime(max(times)))
         await self._ensure_partitions(months)
         try:
             status = await self.pool.execute(INSERT, tenant, *columns)

@@ -68,8 +68,9 @@ async def test_create_returns_the_graph_entity_with_a_derived_id(http):
     created = await post(http, body)
     assert created["@odata.context"].endswith("/$metadata#deviceManagement/privilegeManagementElevations/$entity")
     assert created["@odata.type"] == "#microsoft.graph.privilegeManagementElevation"
+    micros = int((NOW - timedelta(hours=1)).timestamp()) * 1_000_000
     expected_id = uuid.uuid5(uuid.uuid5(uuid.NAMESPACE_URL, "urn:epm:privilegeManagementElevation"),
-                             f"device-1|{(NOW - timedelta(hours=1)).isoformat()}")
+                             f"device-1|{micros}")
     assert created["id"] == str(expected_id)
     for key, value in body.items():
         if key not in ("@odata.type", "eventDateTime"):

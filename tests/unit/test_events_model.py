@@ -1,15 +1,17 @@
+import uuid
 from datetime import datetime, timedelta, timezone
 
 from epm.events.v1 import elevation_event_service_pb2 as pb
 from services.events import model
 
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
-OLDEST = NOW - timedelta(days=365)
+NOW_DT = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+NOW = int(NOW_DT.timestamp()) * 1_000_000
+OLDEST = NOW - 365 * 86_400_000_000
 
 
 def valid(**fields) -> pb.ElevationEvent:
     event = pb.ElevationEvent(**{"device_id": "d1", "hash": "A" * 64, **fields})
-    event.event_date_time.FromDatetime(NOW - timedelta(minutes=5))
+    event.event_date_time.FromDatetime(NOW_DT - timedelta(minutes=5))
     return event
 
 
@@ -19,9 +21,18 @@ def test_a_valid_event_has_no_problem_and_round_trips_through_a_row():
     row = dict(zip(model.COLUMNS, model.to_row(event)))
     assert row["hash"] == "a" * 64 and row["elevation_type"] == "supportApprovedElevation"
     assert row["user_type"] == "undetermined" and row["process_type"] == "undefined"
+    row["event_date_time"] = model.as_datetime(row["event_date_time"])  # as PostgreSQL returns it
+    assert row["event_date_time"] == NOW_DT - timedelta(minutes=5)
     back = model.from_row(row)
-    assert back.id == row["id"] and back.result == 7 and back.hash == "a" * 64
+    assert back.id == row["id"] and back.result == 7 and back.hash == "a" * 64 and back.justification == "ok"
     assert back.user_type == pb.USER_TYPE_UNDETERMINED
+
+
+def test_the_id_is_a_standard_uuid5():
+    us = 1_795_381_870_123_456
+    expected = uuid.uuid5(model.ID_NAMESPACE, f"6f9c0b7e-1d2a|{us}")
+    assert uuid.UUID(model.event_id("6F9C0B7E-1d2a", us)) == expected
+    assert expected.version == 5
 
 
 def test_the_id_depends_only_on_device_and_time():
@@ -49,10 +60,10 @@ def test_each_rule_names_its_property():
     missing_time = pb.ElevationEvent(device_id="d", hash="a" * 64)
     assert "eventDateTime" in model.problem(missing_time, NOW, OLDEST)
     future = valid()
-    future.event_date_time.FromDatetime(NOW + timedelta(days=2))
+    future.event_date_time.FromDatetime(NOW_DT + timedelta(days=2))
     assert "future" in model.problem(future, NOW, OLDEST)
     old = valid()
-    old.event_date_time.FromDatetime(OLDEST - timedelta(seconds=1))
+    old.event_date_time.FromDatetime(model.as_datetime(OLDEST) - timedelta(seconds=1))
     assert "retention" in model.problem(old, NOW, OLDEST)
 
 
@@ -65,5 +76,11 @@ def test_the_filter_fields_use_graph_names_and_types():
 
 
 def test_months():
-    assert model.next_month(datetime(2026, 12, 1, tzinfo=timezone.utc)) == datetime(2027, 1, 1, tzinfo=timezone.utc)
-    assert model.month_start(NOW) == datetime(2026, 11, 1, tzinfo=timezone.utc)
+    def utc(*args):
+        return datetime(*args, tzinfo=timezone.utc)
+
+    assert model.next_month(utc(2026, 12, 1)) == utc(2027, 1, 1)
+    assert model.month_start(NOW_DT) == utc(2026, 11, 1)
+    assert model.months_between(utc(2026, 11, 30), utc(2027, 2, 1)) == {
+        utc(2026, 11, 1), utc(2026, 12, 1), utc(2027, 1, 1), utc(2027, 2, 1)}
+    assert model.months_between(NOW_DT, NOW_DT) == {utc(2026, 11, 1)}

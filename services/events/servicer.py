@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -49,20 +50,36 @@ class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
         return model.from_row(await self.store.get(caller.tenant_id, row[0]))
 
     async def IngestElevationEvents(self, request_iterator, context):
+        """Each batch is one transaction. Batch n+1 is validated while batch n is being inserted."""
         caller = await self._caller(context, WRITE)
         result = pb.IngestElevationEventsResponse()
-        async for batch_number, batch in _enumerate(request_iterator):
-            rows = []
-            for index, event in enumerate(batch.events):
-                if reason := self._problem(event):
-                    result.rejected.add(batch=batch_number, index=index, reason=reason)
-                else:
-                    rows.append(model.to_row(event))
-            inserted = await self.store.insert(caller.tenant_id, rows)
-            result.received += len(batch.events)
-            result.inserted += inserted
-            result.duplicates += len(rows) - inserted
+        pending = None
+        try:
+            async for number, batch in _enumerate(request_iterator):
+                rows = []
+                for index, event in enumerate(batch.events):
+                    if reason := self._problem(event):
+                        result.rejected.add(batch=number, index=index, reason=reason)
+                    else:
+                        rows.append(model.to_row(event))
+                result.received += len(batch.events)
+                if pending:
+                    self._count(result, *await pending)
+                pending = asyncio.ensure_future(self._insert(caller.tenant_id, rows))
+            if pending:
+                self._count(result, *await pending)
+        finally:
+            if pending and not pending.done():
+                pending.cancel()
         return result
+
+    async def _insert(self, tenant: str, rows: list[tuple]) -> tuple[int, int]:
+        return len(rows), await self.store.insert(tenant, rows)
+
+    @staticmethod
+    def _count(result: pb.IngestElevationEventsResponse, valid: int, inserted: int) -> None:
+        result.inserted += inserted
+        result.duplicates += valid - inserted
 
     async def GetElevationEvent(self, request, context):
         caller = await self._caller(context, READ)

@@ -32,6 +32,8 @@ METHOD = "/epm.events.v1.ElevationEventService/IngestElevationEvents"
 TARGET = ">= 0.50"
 MEMORY_TARGET_MIB = 100
 HASHES = [hashlib.sha256(f"file-{i}.exe".encode()).hexdigest() for i in range(1000)]
+STORED_ENUMS = {"elevation_type": "userConfirmedElevation", "user_type": "azureAd", "process_type": "parent"}
+ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:epm:privilegeManagementElevation")
 TEMPLATE = pb.ElevationEvent(
     device_name="LAPTOP-01", elevation_type=pb.ELEVATION_TYPE_USER_CONFIRMED_ELEVATION,
     file_path=r"C:\Program Files\Git\bin\git.exe", upn="adele@contoso.example", user_type=pb.USER_TYPE_AZURE_AD,
@@ -76,18 +78,15 @@ class Events:
         return [min(self.batch_size, self.total - n * self.batch_size) for n in range(self.count())]
 
     def rows(self, tenant: str) -> list[tuple]:
-        """The rows the service would store for these events (tenant_id + model.COLUMNS), for the COPY floor."""
-        base = [tenant, *model.to_row(TEMPLATE)]
-        at = {name: 1 + model.COLUMNS.index(name) for name in ("id", "device_id", "event_date_time", "hash")}
+        """The same events as table rows (tenant_id + model.COLUMNS, the columns the service stores), for COPY."""
+        base = {name: STORED_ENUMS.get(name, getattr(TEMPLATE, name, None)) for name in model.COLUMNS}
         epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
         out = []
         for i in range(self.total):
-            row = base.copy()
-            row[at["device_id"]] = device = f"bench-{i}"
-            row[at["event_date_time"]] = when = epoch + timedelta(microseconds=self.start_us + i * self.step_us)
-            row[at["hash"]] = HASHES[(i % self.batch_size) % len(HASHES)]
-            row[at["id"]] = model.event_id(device, when)
-            out.append(tuple(row))
+            us = self.start_us + i * self.step_us
+            base.update(id=uuid.uuid5(ID_NAMESPACE, f"bench-{i}|{us}"), device_id=f"bench-{i}",
+                        event_date_time=epoch + timedelta(microseconds=us), hash=HASHES[i % self.batch_size % len(HASHES)])
+            out.append((tenant, *base.values()))
         return out
 
 
@@ -97,7 +96,7 @@ async def floor(url: str, rows_by_tenant: list[tuple], table: str) -> float:
     try:
         await conn.execute(f"CREATE TABLE {table} (LIKE events.elevations "
                            "INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)")
-        await conn.execute("CHECKPOINT")
+        await conn.execute("CHECKPOINT")  # as before every timed phase
         started = time.perf_counter()
         await conn.copy_records_to_table(table, records=rows_by_tenant, columns=["tenant_id", *model.COLUMNS])
         elapsed = time.perf_counter() - started
@@ -108,6 +107,27 @@ async def floor(url: str, rows_by_tenant: list[tuple], table: str) -> float:
         return len(rows_by_tenant) / elapsed
     finally:
         await conn.close()
+
+
+async def checkpoint(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
+async def compare(url: str, floor_row: tuple) -> None:
+    """Warns when the service stored event 0 differently from the floor's row (the floor would be unfair)."""
+    conn = await asyncpg.connect(url)
+    try:
+        stored = await conn.fetchrow(f"SELECT {', '.join(model.COLUMNS)} FROM events.elevations "
+                                     "WHERE device_id = 'bench-0' LIMIT 1")
+    finally:
+        await conn.close()
+    differ = [name for name, ours in zip(model.COLUMNS, floor_row[1:]) if name != "id" and stored[name] != ours]
+    if differ:
+        print(f"WARNING: the service stores {differ} differently from the floor rows", flush=True)
 
 
 def check(response: pb.IngestElevationEventsResponse, expected: int, what: str) -> None:
@@ -189,10 +209,13 @@ async def main(args, loop: str) -> None:
                 for rep in range(args.reps):
                     results["floor"].append(await floor(url, floor_rows, f"bench_floor_{rep}"))
                     for streams, name in ((1, "1 stream"), (2, "2 streams")):
+                        await checkpoint(url)
                         rate, us = await product(ingest, batches, events.sizes(), streams, secret, service.pid,
                                                  args.timeout)
                         results[name].append(rate)
                         cpu[name].append(us)
+                    if rep == 0:
+                        await compare(url, floor_rows[0])
                     print(f"rep {rep + 1}: floor {c.num(results['floor'][-1])} rows/s, "
                           f"1 stream {c.num(results['1 stream'][-1])}, 2 streams {c.num(results['2 streams'][-1])}",
                           flush=True)
@@ -201,6 +224,9 @@ async def main(args, loop: str) -> None:
                     soak = Events(args.memory_events, args.batch)
                     samples = await memory(ingest, soak, secret, service.pid, args.memory_every, args.memory_timeout)
                     report_memory(soak.total, samples)
+        except BaseException:
+            print(f"events service log (last lines):\n{service.tail()}", file=sys.stderr)
+            raise
         finally:
             service.stop()
 

@@ -168,6 +168,10 @@ async def main(args) -> None:
                       f"stored {count}, 201s {product['created_total']}, sent {product['sent_total']} "
                       f"(stored - 201s = requests in flight when the load generator stopped)", flush=True)
             report(args, results)
+        except BaseException:
+            for proc in procs:
+                print(f"{proc.name} log (last lines):\n{proc.tail(10)}", file=sys.stderr)
+            raise
         finally:
             for proc in reversed(procs):
                 proc.stop()

@@ -15,7 +15,7 @@ from services.common.logs import request_id
 from services.common.settings import Settings
 
 from . import elevations, errors
-from .graph import CHANNELS, PRINCIPAL, REQUEST_ID, SETTINGS, VERIFIER
+from .graph import CHANNELS, PRINCIPAL, REQUEST_ID, SETTINGS, STUBS, VERIFIER
 
 log = logging.getLogger("epm.gateway")
 
@@ -79,7 +79,9 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
     app[VERIFIER] = verifier or TokenVerifier.from_settings(settings)
 
     async def lifecycle(app: web.Application):
-        app[CHANNELS] = {"events": grpc.aio.insecure_channel(settings.events_addr)}
+        app[CHANNELS] = {"events": grpc.aio.insecure_channel(settings.events_addr),
+                         "requests": grpc.aio.insecure_channel(settings.requests_addr)}
+        app[STUBS] = {}
         yield
         for channel in app[CHANNELS].values():
             await channel.close()

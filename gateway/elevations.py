@@ -10,7 +10,7 @@ from epm.events.v1 import elevation_event_service_pb2_grpc as pb_grpc
 
 from . import graphjson, query
 from .errors import GraphError
-from .graph import CHANNELS, TIMEOUT, read_json, reply, rpc_metadata, service_root
+from .graph import TIMEOUT, read_json, reply, rpc_metadata, service_root, stub
 
 PATH = "/beta/deviceManagement/privilegeManagementElevations"
 ENTITY_SET = "deviceManagement/privilegeManagementElevations"
@@ -21,7 +21,7 @@ LIST_OPTIONS = frozenset({"filter", "orderby", "top", "skip", "skiptoken", "coun
 
 
 def _stub(request: web.Request) -> pb_grpc.ElevationEventServiceStub:
-    return pb_grpc.ElevationEventServiceStub(request.app[CHANNELS]["events"])
+    return stub(request, "events", pb_grpc.ElevationEventServiceStub)
 
 
 def _call(request: web.Request):

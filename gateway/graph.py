@@ -14,10 +14,19 @@ from .errors import GraphError, bad_request
 SETTINGS = web.AppKey("settings", Settings)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
 CHANNELS = web.AppKey("channels", dict)
+STUBS = web.AppKey("stubs", dict)
 PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = web.RequestKey("request_id", str)
 JSON = "application/json"
 TIMEOUT = 30.0  # seconds a backend call may take
+
+
+def stub(request: web.Request, backend: str, stub_class):
+    """The app's one stub of `stub_class` on the channel to `backend`."""
+    stubs = request.app[STUBS]
+    if (found := stubs.get(stub_class)) is None:
+        found = stubs[stub_class] = stub_class(request.app[CHANNELS][backend])
+    return found
 
 
 def caller(request: web.Request) -> Principal:

@@ -1,88 +1,140 @@
-"""Graph JSON <-> protobuf messages whose field names are the snake_case of Graph's property names."""
+"""Graph JSON <-> protobuf messages whose field names are the snake_case of Graph's property names.
+
+Nested messages are Graph complex types named after the message (ElevationRequestApplicationDetail ->
+microsoft.graph.elevationRequestApplicationDetail); google.protobuf.Timestamp is a DateTimeOffset.
+"""
 
 from __future__ import annotations
 
 import functools
+import time
 from datetime import datetime, timezone
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from services.common.enums import graph_numbers, to_graph
+from services.common.enums import graph_names, graph_numbers, to_graph
 
 from .errors import bad_request
 
 INT32 = (-(2**31), 2**31 - 1)
 TIMESTAMP = "google.protobuf.Timestamp"
+SCALAR, ENUM, TIME, OBJECT = range(4)
+
+
+def graph_type(descriptor: Descriptor) -> str:
+    return descriptor.name[0].lower() + descriptor.name[1:]
 
 
 @functools.cache
-def _fields(descriptor: Descriptor) -> dict[str, FieldDescriptor]:
-    return {f.json_name: f for f in descriptor.fields}
-
-
-def to_json(message: Message, graph_type: str, null_when_empty: frozenset[str] = frozenset()) -> dict:
-    """Every property, Graph-named; enums by member name, timestamps ISO 8601 UTC."""
-    out: dict = {"@odata.type": f"#microsoft.graph.{graph_type}"}
-    for name, field in _fields(message.DESCRIPTOR).items():
-        value = getattr(message, field.name)
-        if field.message_type is not None:
-            value = value.ToJsonString() if field.message_type.full_name == TIMESTAMP and message.HasField(field.name) else None
+def _plan(descriptor: Descriptor) -> tuple:
+    """(json name, field name, kind, detail, repeated) per field, computed once per message type."""
+    plan = []
+    for field in descriptor.fields:
+        if field.message_type is not None and field.message_type.full_name == TIMESTAMP:
+            kind, detail = TIME, None
+        elif field.message_type is not None:
+            kind, detail = OBJECT, field.message_type
         elif field.enum_type is not None:
-            value = to_graph(field.enum_type, value)
-        elif name in null_when_empty and value == "":
+            kind, detail = ENUM, (graph_names(field.enum_type), to_graph(field.enum_type, 0))
+        else:
+            kind, detail = SCALAR, None
+        repeated = field.is_repeated
+        plan.append((field.json_name, field.name, kind, detail, repeated))
+    return tuple(plan)
+
+
+def iso(seconds: int, nanos: int) -> str:
+    """A Timestamp as Graph writes DateTimeOffset: 2026-11-22T09:15:00Z or with a fraction."""
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{text}.{nanos // 1000:06d}Z" if nanos else text + "Z"
+
+
+def to_json(message: Message, type_name: str | None = None, null_when_empty: frozenset[str] = frozenset(),
+            skip: frozenset[str] = frozenset()) -> dict:
+    """Every property, Graph-named; enums by member name, unset timestamps and objects as null."""
+    out: dict = {"@odata.type": f"#microsoft.graph.{type_name or graph_type(message.DESCRIPTOR)}"}
+    for name, field, kind, detail, repeated in _plan(message.DESCRIPTOR):
+        if name in skip:
+            continue
+        value = getattr(message, field)
+        if repeated:
+            value = [to_json(v) for v in value] if kind == OBJECT else list(value)
+        elif kind == TIME:
+            value = iso(value.seconds, value.nanos) if message.HasField(field) else None
+        elif kind == OBJECT:
+            value = to_json(value) if message.HasField(field) else None
+        elif kind == ENUM:
+            value = detail[0].get(value, detail[1])
+        elif value == "" and name in null_when_empty:
             value = None
         out[name] = value
     return out
 
 
-def from_json(body, message: Message, graph_type: str, ignore: frozenset[str] = frozenset({"id"})) -> list[str]:
+def from_json(body, message: Message, type_name: str | None = None,
+              ignore: frozenset[str] = frozenset({"id"}), aliases: frozenset[str] = frozenset()) -> list[str]:
     """Fills `message` from a Graph JSON object; returns the proto field names that were given.
 
-    Unknown properties and values of the wrong type raise a 400 GraphError naming the property.
+    Unknown properties and values of the wrong type raise a 400 GraphError naming the property. `aliases` are
+    other accepted @odata.type names (e.g. a complex type's legacy name).
     """
+    type_name = type_name or graph_type(message.DESCRIPTOR)
     if not isinstance(body, dict):
-        raise bad_request("The request body must be a JSON object.")
+        raise bad_request(f"A microsoft.graph.{type_name} must be a JSON object.")
+    plan = {name: (field, kind, detail, repeated) for name, field, kind, detail, repeated in
+            _plan(message.DESCRIPTOR)}
     given = []
-    fields = _fields(message.DESCRIPTOR)
     for name, value in body.items():
         if name == "@odata.type":
-            if not isinstance(value, str) or value.lstrip("#") != f"microsoft.graph.{graph_type}":
-                raise bad_request(f"The @odata.type '{value}' is not microsoft.graph.{graph_type}.")
+            accepted = {f"microsoft.graph.{t}" for t in (type_name, *aliases)}
+            if not isinstance(value, str) or value.lstrip("#") not in accepted:
+                raise bad_request(f"The @odata.type '{value}' is not microsoft.graph.{type_name}.")
             continue
         if name.startswith("@") or "@odata." in name or name in ignore:
             continue
-        field = fields.get(name)
-        if field is None:
-            raise bad_request(f"Property '{name}' does not exist on type 'microsoft.graph.{graph_type}'.")
+        if name not in plan:
+            raise bad_request(f"Property '{name}' does not exist on type 'microsoft.graph.{type_name}'.")
+        field, kind, detail, repeated = plan[name]
         if value is not None:
-            _set(message, field, name, value)
-        given.append(field.name)
+            if repeated:
+                raise bad_request(f"Property '{name}' cannot be set.")
+            _set(message, field, name, kind, detail, value)
+        given.append(field)
     return given
 
 
-def _set(message: Message, field: FieldDescriptor, name: str, value) -> None:
-    if field.message_type is not None and field.message_type.full_name == TIMESTAMP:
-        getattr(message, field.name).FromDatetime(parse_datetime(value, name))
-    elif field.enum_type is not None:
-        members = graph_numbers(field.enum_type)
-        if value not in members:
-            raise bad_request(f"'{value}' is not a valid value for {name}; expected one of: {', '.join(members)}.")
-        setattr(message, field.name, members[value])
-    elif field.type == FieldDescriptor.TYPE_BOOL:
+def _set(message: Message, field: str, name: str, kind: int, detail, value) -> None:
+    if kind == TIME:
+        getattr(message, field).FromDatetime(parse_datetime(value, name))
+    elif kind == OBJECT:
+        from_json(value, getattr(message, field), aliases=LEGACY_NAMES.get(detail.name, frozenset()))
+    elif kind == ENUM:
+        numbers = graph_numbers(message.DESCRIPTOR.fields_by_name[field].enum_type)
+        if value not in numbers:
+            raise bad_request(f"'{value}' is not a valid value for {name}; expected one of: {', '.join(numbers)}.")
+        setattr(message, field, numbers[value])
+    else:
+        _set_scalar(message, message.DESCRIPTOR.fields_by_name[field], name, value)
+
+
+def _set_scalar(message: Message, field: FieldDescriptor, name: str, value) -> None:
+    if field.type == FieldDescriptor.TYPE_BOOL:
         if not isinstance(value, bool):
             raise bad_request(f"Property '{name}' must be a boolean.")
-        setattr(message, field.name, value)
     elif field.type in (FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64):
         if not isinstance(value, int) or isinstance(value, bool) or not INT32[0] <= value <= INT32[1]:
             raise bad_request(f"Property '{name}' must be an Int32 (a whole number from {INT32[0]} to {INT32[1]}).")
-        setattr(message, field.name, value)
     elif field.type == FieldDescriptor.TYPE_STRING:
         if not isinstance(value, str):
             raise bad_request(f"Property '{name}' must be a string.")
-        setattr(message, field.name, value)
     else:
         raise bad_request(f"Property '{name}' cannot be set.")
+    setattr(message, field.name, value)
+
+
+# Complex types Graph has renamed: the old name is still accepted on input.
+LEGACY_NAMES = {"ElevationRequestApplicationDetail": frozenset({"applicationDetail"})}
 
 
 def parse_datetime(value, name: str) -> datetime:

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-PROCESSES = ("events", "gateway")  # started by `epm up`, in this order
+PROCESSES = ("events", "requests", "gateway")  # started by `epm up`, in this order
 ALL_SCOPES = (
     "DeviceManagementConfiguration.ReadWrite.All",
     "DeviceManagementManagedDevices.ReadWrite.All",
@@ -57,6 +57,8 @@ def serve(name: str) -> None:
         from gateway.__main__ import run
     elif name == "events":
         from .events.__main__ import run
+    elif name == "requests":
+        from .requests.__main__ import run
     else:
         raise SystemExit(f"unknown process {name!r}; choose from {', '.join(PROCESSES)}")
     asyncio.run(run(settings))
@@ -66,13 +68,14 @@ def migrate() -> None:
     from .common import db, logs
     from .common.settings import Settings
     from .events.app import MIGRATIONS as EVENTS
+    from .requests.app import MIGRATIONS as REQUESTS
 
     settings = Settings.from_env()
     logs.configure(settings.log_level)
     url = settings.database_url or embedded_database()
 
     async def run():
-        for schema, directory in (("events", EVENTS),):
+        for schema, directory in (("events", EVENTS), ("requests", REQUESTS)):
             await db.migrate(url, schema, directory)
 
     asyncio.run(run())
@@ -92,6 +95,7 @@ def up(args: argparse.Namespace) -> None:
     env = dict(os.environ, EPM_JWT_SECRET=dev_secret(), EPM_GATEWAY_PORT=str(args.port))
     env["EPM_DATABASE_URL"] = os.environ.get("EPM_DATABASE_URL") or embedded_database()
     env.setdefault("EPM_EVENTS_ADDR", f"127.0.0.1:{env.get('EPM_EVENTS_PORT', '50051')}")
+    env.setdefault("EPM_REQUESTS_ADDR", f"127.0.0.1:{env.get('EPM_REQUESTS_PORT', '50052')}")
     children = []
     for name in PROCESSES:
         children.append(subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name], env=env))
@@ -100,7 +104,8 @@ def up(args: argparse.Namespace) -> None:
             raise SystemExit(f"epm: the {name} process did not start; see its log above")
     dev = mint(env["EPM_JWT_SECRET"], tenant=DEV_TENANT, scopes=ALL_SCOPES, upn="admin@contoso.example")
     print(f"\nepm is up.\n  Graph API : http://127.0.0.1:{args.port}/beta\n"
-          f"  gRPC      : events {env['EPM_EVENTS_ADDR']}\n  database  : {_redact(env['EPM_DATABASE_URL'])}\n"
+          f"  gRPC      : events {env['EPM_EVENTS_ADDR']}, requests {env['EPM_REQUESTS_ADDR']}\n"
+          f"  database  : {_redact(env['EPM_DATABASE_URL'])}\n"
           f"  data dir  : {data_dir()}\n\nDev token (tenant {DEV_TENANT}, 8 h):\n{dev}\n\n"
           f"  curl -H \"Authorization: Bearer $TOKEN\" "
           f"http://127.0.0.1:{args.port}/beta/deviceManagement/privilegeManagementElevations\n\nCtrl-C stops everything.",
@@ -122,7 +127,8 @@ def _interrupt(signum, frame):
 def _wait_ready(name: str, env: dict, child: subprocess.Popen, timeout: float = 60) -> bool:
     import socket
 
-    port = int(env.get("EPM_EVENTS_PORT", 50051)) if name == "events" else int(env["EPM_GATEWAY_PORT"])
+    port = {"events": int(env.get("EPM_EVENTS_PORT", 50051)), "requests": int(env.get("EPM_REQUESTS_PORT", 50052)),
+            "gateway": int(env["EPM_GATEWAY_PORT"])}[name]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and child.poll() is None:
         try:

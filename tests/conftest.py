@@ -7,6 +7,8 @@ import os
 import secrets
 import tempfile
 import uuid
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -20,6 +22,7 @@ from services.common import logs
 from services.common.auth import mint
 from services.common.settings import Settings
 from services.events import app as events_app
+from services.requests import app as requests_app
 
 ALL = ("DeviceManagementConfiguration.ReadWrite.All", "DeviceManagementManagedDevices.ReadWrite.All")
 
@@ -72,11 +75,42 @@ async def events_channel(events_service):
     await channel.close()
 
 
-@pytest.fixture(scope="session")
-async def gateway_url(settings, events_service):
-    from dataclasses import replace
+class Clock:
+    """The requests service's clock in tests: real time plus however far a test has moved it."""
 
-    app = create_app(replace(settings, events_addr=f"127.0.0.1:{events_service.port}"))
+    def __init__(self):
+        self.offset = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc) + self.offset
+
+    def advance(self, delta: timedelta) -> None:
+        self.offset += delta
+
+
+@pytest.fixture(scope="session")
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(scope="session")
+async def requests_service(settings, clock):
+    running = await requests_app.start(settings, "127.0.0.1:0", clock=clock.now)
+    yield running
+    await running.stop(1)
+
+
+@pytest.fixture(scope="session")
+async def requests_channel(requests_service):
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{requests_service.port}")
+    yield channel
+    await channel.close()
+
+
+@pytest.fixture(scope="session")
+async def gateway_url(settings, events_service, requests_service):
+    app = create_app(replace(settings, events_addr=f"127.0.0.1:{events_service.port}",
+                             requests_addr=f"127.0.0.1:{requests_service.port}"))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

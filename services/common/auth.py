@@ -36,6 +36,7 @@ class Principal:
     object_id: str
     upn: str
     permissions: frozenset[str]  # scp and roles together: both grant the same Graph permissions
+    delegated: bool = False      # a user's token (scp), as opposed to an application's (roles only)
 
     def missing(self, any_of: Iterable[str]) -> list[str] | None:
         """None when the principal holds one of `any_of`, else the sorted list it would need."""
@@ -65,6 +66,7 @@ def principal_from_claims(claims: dict) -> Principal:
         object_id=str(claims.get("oid", "")),
         upn=str(claims.get("upn") or claims.get("preferred_username") or ""),
         permissions=frozenset(scopes.split()) | frozenset(r for r in roles if isinstance(r, str)),
+        delegated=bool(scopes.strip()),
     )
 
 

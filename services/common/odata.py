@@ -107,7 +107,8 @@ class _Token:
     pos: int
 
 
-_NAME = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*", re.ASCII)
+# names may be qualified (microsoft.graph.x) or a path into a complex property (applicationDetail/fileHash)
+_NAME = re.compile(r"[A-Za-z_]\w*(?:[./][A-Za-z_]\w*)*", re.ASCII)
 _RUN = re.compile(r"[\w.:+-]+", re.ASCII)  # an unquoted literal extends over these characters
 _INT = re.compile(r"-?[0-9]+")
 _GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")

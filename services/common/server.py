@@ -33,7 +33,21 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             return handler._replace(unary_unary=self._wrap(handler.unary_unary, details.method, rid))
         if handler.stream_unary:
             return handler._replace(stream_unary=self._wrap(handler.stream_unary, details.method, rid))
+        if handler.unary_stream:
+            return handler._replace(unary_stream=self._wrap_stream(handler.unary_stream, details.method, rid))
         return handler
+
+    @staticmethod
+    def _wrap_stream(behavior, method: str, rid: str):
+        async def call(request, context: grpc.aio.ServicerContext):
+            request_id.set(rid)
+            log.info("%s started", method, extra={"fields": {"method": method}})
+            try:
+                async for response in behavior(request, context):
+                    yield response
+            except RpcError as exc:
+                await context.abort_with_status(exc.status)
+        return call
 
     @staticmethod
     def _wrap(behavior, method: str, rid: str):

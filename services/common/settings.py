@@ -25,8 +25,13 @@ class Settings:
     jwt_issuer: str = ""              # checked when set
     events_port: int = 50051
     events_addr: str = "127.0.0.1:50051"  # where the gateway finds the events service
+    requests_port: int = 50052
+    requests_addr: str = "127.0.0.1:50052"  # where the gateway and the events service find the requests service
     gateway_port: int = 8080
     events_retention_days: int = 365  # monthly partitions older than this are dropped
+    approval_window_hours: float = 24.0  # default per tenant: elevation allowed this long after approval
+    pending_ttl_days: float = 7.0        # default per tenant: unreviewed requests expire after this
+    max_open_per_device: int = 10        # default per tenant: open (pending/approved) requests per device
     shutdown_grace: float = 10.0      # seconds in-flight calls get on SIGTERM
     log_level: str = "INFO"
 
@@ -43,7 +48,12 @@ class Settings:
             jwt_issuer=env("EPM_JWT_ISSUER", ""),
             events_port=_int("EPM_EVENTS_PORT", cls.events_port),
             events_addr=env("EPM_EVENTS_ADDR", cls.events_addr),
+            requests_port=_int("EPM_REQUESTS_PORT", cls.requests_port),
+            requests_addr=env("EPM_REQUESTS_ADDR", cls.requests_addr),
             gateway_port=_int("EPM_GATEWAY_PORT", cls.gateway_port),
+            approval_window_hours=float(env("EPM_APPROVAL_WINDOW_HOURS", str(cls.approval_window_hours))),
+            pending_ttl_days=float(env("EPM_PENDING_TTL_DAYS", str(cls.pending_ttl_days))),
+            max_open_per_device=_int("EPM_MAX_OPEN_PER_DEVICE", cls.max_open_per_device),
             events_retention_days=_int("EPM_EVENTS_RETENTION_DAYS", cls.events_retention_days),
             shutdown_grace=float(env("EPM_SHUTDOWN_GRACE", str(cls.shutdown_grace))),
             log_level=env("EPM_LOG_LEVEL", cls.log_level).upper(),

@@ -48,6 +48,8 @@ _SHORT_TEXT = tuple(n for n in TEXT if n != "file_path")
 _get_short_text = operator.attrgetter(*_SHORT_TEXT)
 _get_stored = operator.attrgetter(*COLUMNS[1:])
 _TIME, _HASH = COLUMNS.index("event_date_time") - 1, COLUMNS.index("hash") - 1
+_get_enums = operator.attrgetter(*ENUMS)
+_ENUM_NUMBERS = [(name, {0, *graph_names(enum)}) for name, enum in ENUMS.items()]
 _ENUM_SLOTS = [(COLUMNS.index(n) - 1, graph_names(e), to_graph(e, 0)) for n, e in ENUMS.items()]
 
 
@@ -84,9 +86,9 @@ def as_datetime(us: int) -> datetime:
 
 
 def event_id(device_id: str, us: int) -> str:
-    """UUIDv5(ID_NAMESPACE, lower(deviceId) + "|" + eventDateTime in epoch microseconds), as 32 hex digits."""
-    digest = hashlib.sha1(_NAMESPACE_BYTES + f"{device_id.lower()}|{us}".encode()).hexdigest()
-    return f"{digest[:12]}5{digest[13:16]}{_VARIANT[digest[16]]}{digest[17:32]}"
+    """UUIDv5(ID_NAMESPACE, lower(deviceId) + "|" + eventDateTime in epoch microseconds), in canonical form."""
+    d = hashlib.sha1(_NAMESPACE_BYTES + f"{device_id.lower()}|{us}".encode()).hexdigest()
+    return f"{d[:8]}-{d[8:12]}-5{d[13:16]}-{_VARIANT[d[16]]}{d[17:20]}-{d[20:32]}"
 
 
 def problem(event: pb.ElevationEvent, now_us: int, oldest_us: int) -> str | None:
@@ -109,12 +111,12 @@ def problem(event: pb.ElevationEvent, now_us: int, oldest_us: int) -> str | None
         return "result must be between 0 and 2147483647."
     if len(event.file_path) > MAX_FILE_PATH:
         return f"filePath must be at most {MAX_FILE_PATH} characters."
-    for name, value in zip(_SHORT_TEXT, _get_short_text(event), strict=True):
-        if len(value) > MAX_TEXT:
-            return f"{graph_name(name)} must be at most {MAX_TEXT} characters."
-    for name, enum in ENUMS.items():
-        number = getattr(event, name)
-        if number and number not in graph_names(enum):
+    texts = _get_short_text(event)
+    if max(map(len, texts)) > MAX_TEXT:
+        name = next(n for n, v in zip(_SHORT_TEXT, texts, strict=True) if len(v) > MAX_TEXT)
+        return f"{graph_name(name)} must be at most {MAX_TEXT} characters."
+    for (name, numbers), number in zip(_ENUM_NUMBERS, _get_enums(event), strict=True):
+        if number not in numbers:
             return f"{graph_name(name)} has an unknown value ({number})."
     return None
 
@@ -130,6 +132,19 @@ def to_row(event: pb.ElevationEvent) -> tuple:
     for index, names, default in _ENUM_SLOTS:
         values[index] = names.get(values[index], default)
     return (event_id(values[0], us), *values)
+
+
+def stored(event: pb.ElevationEvent, event_id: str) -> pb.ElevationEvent:
+    """What reading `event` back after storing it gives (from_row), without reading it back."""
+    out = pb.ElevationEvent()
+    out.CopyFrom(event)
+    out.id = event_id
+    out.hash = event.hash.lower()
+    out.event_date_time.nanos -= out.event_date_time.nanos % 1000
+    for name, enum in ENUMS.items():
+        if not getattr(out, name):
+            setattr(out, name, min(graph_names(enum)))
+    return out
 
 
 def from_row(row) -> pb.ElevationEvent:

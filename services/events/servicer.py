@@ -18,6 +18,7 @@ from .store import EventStore
 READ = (CONFIG_READ, CONFIG_WRITE, DEVICES_READ, DEVICES_WRITE)
 WRITE = (CONFIG_WRITE, DEVICES_WRITE)
 MAX_TOP = 100
+MAX_WRITES_IN_FLIGHT = 2
 
 
 def _uuid(text: str) -> str:
@@ -46,14 +47,16 @@ class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
         if reason := self._problem(request.event):
             raise errors.invalid(reason)
         row = model.to_row(request.event)
-        await self.store.insert(caller.tenant_id, [row])
-        return model.from_row(await self.store.get(caller.tenant_id, row[0]))
+        if await self.store.insert_one((caller.tenant_id, *row)):
+            return model.stored(request.event, row[0])
+        return model.from_row(await self.store.get(caller.tenant_id, row[0]))  # sent before: as stored then
 
     async def IngestElevationEvents(self, request_iterator, context):
-        """Each batch is one transaction. Batch n+1 is validated while batch n is being inserted."""
+        """Each batch is one transaction. While up to two batches are being written, the next is validated."""
         caller = await self._caller(context, WRITE)
+        tenant = caller.tenant_id
         result = pb.IngestElevationEventsResponse()
-        pending = None
+        writing: list[asyncio.Future] = []
         try:
             async for number, batch in _enumerate(request_iterator):
                 rows = []
@@ -61,20 +64,20 @@ class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
                     if reason := self._problem(event):
                         result.rejected.add(batch=number, index=index, reason=reason)
                     else:
-                        rows.append(model.to_row(event))
+                        rows.append((tenant, *model.to_row(event)))
                 result.received += len(batch.events)
-                if pending:
-                    self._count(result, *await pending)
-                pending = asyncio.ensure_future(self._insert(caller.tenant_id, rows))
-            if pending:
-                self._count(result, *await pending)
+                if len(writing) == MAX_WRITES_IN_FLIGHT:
+                    self._count(result, *await writing.pop(0))
+                writing.append(asyncio.ensure_future(self._insert(rows)))
+            for write in writing:
+                self._count(result, *await write)
         finally:
-            if pending and not pending.done():
-                pending.cancel()
+            for write in writing:
+                write.cancel()
         return result
 
-    async def _insert(self, tenant: str, rows: list[tuple]) -> tuple[int, int]:
-        return len(rows), await self.store.insert(tenant, rows)
+    async def _insert(self, rows: list[tuple]) -> tuple[int, int]:
+        return len(rows), await self.store.insert(rows)
 
     @staticmethod
     def _count(result: pb.IngestElevationEventsResponse, valid: int, inserted: int) -> None:

@@ -7,74 +7,85 @@ from datetime import datetime
 
 import asyncpg
 
-from ..common import paging
-from ..common.odata import Field, compile_filter, parse_orderby
+from ..common import listing
+from ..common.coalesce import Coalescer
+from ..common.odata import compile_filter
 from .model import COLUMNS, FIELDS, as_datetime, month_start, months_between, next_month
 
 log = logging.getLogger("epm.events.store")
 
 TABLE = "events.elevations"
 SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
-# Batch insert: one array parameter per column (model.to_row order), eventDateTime as epoch microseconds.
-_CAST = {"id": "uuid", "event_date_time": "int8", "result": "int4", "system_initiated_elevation": "bool"}
-_ARRAYS = ", ".join(f"${i + 2}::{_CAST.get(c, 'text')}[]" for i, c in enumerate(COLUMNS))
-_VALUES = ", ".join(COLUMNS).replace(
+DEFAULT_ORDER = "eventDateTime desc"
+
+# Rows arrive as (tenant_id, *model.to_row(event)): eventDateTime in epoch microseconds, converted in SQL.
+_TYPES = {"id": "uuid", "event_date_time": "int8", "result": "int4", "system_initiated_elevation": "bool"}
+_NAMES = ("tenant_id", *COLUMNS)
+_VALUES = ", ".join(_NAMES).replace(
     "event_date_time", "'epoch'::timestamptz + event_date_time * interval '1 microsecond'")
-INSERT = (f"INSERT INTO {TABLE} (tenant_id, {', '.join(COLUMNS)}) "
-          f"SELECT $1, {_VALUES} FROM unnest({_ARRAYS}) AS u({', '.join(COLUMNS)}) ON CONFLICT DO NOTHING")
-DEFAULT_ORDER = [("eventDateTime", True)]
-ID_KEY = ("id", Field("id", "string"))  # tie-breaker that makes every order total
+_INSERT = f"INSERT INTO {TABLE} ({', '.join(_NAMES)}) SELECT {_VALUES} FROM"
+# Big batches: binary COPY into a session-local staging table, then one INSERT ... SELECT.
+CREATE_STAGING = (
+    "CREATE TEMP TABLE IF NOT EXISTS elevations_staging ("
+    + ", ".join(f"{n} {_TYPES.get(n, 'text')}" for n in _NAMES) + ") ON COMMIT DELETE ROWS")
+FROM_STAGING = f"{_INSERT} elevations_staging ON CONFLICT DO NOTHING"
+# A few rows (coalesced single writes): one statement over arrays, which says which rows were new.
+_ARRAYS = ", ".join(f"${i + 1}::{_TYPES.get(n, 'text')}[]" for i, n in enumerate(_NAMES))
+FROM_ARRAYS = f"{_INSERT} unnest({_ARRAYS}) AS u({', '.join(_NAMES)}) ON CONFLICT DO NOTHING RETURNING id::text"
 
 
 class EventStore:
     def __init__(self, pool: asyncpg.Pool):
         self.pool = pool
         self._months: set[datetime] = set()  # partitions known to exist
+        self._single = Coalescer(self._insert_few)
 
-    async def insert(self, tenant: str, rows: list[tuple]) -> int:
-        """Stores `rows` (model.to_row tuples) in one transaction; returns how many were new."""
+    async def insert(self, rows: list[tuple]) -> int:
+        """Stores (tenant_id, *model.to_row) rows in one transaction; returns how many were new."""
         if not rows:
             return 0
-        columns = list(zip(*rows, strict=True))
-        times = columns[COLUMNS.index("event_date_time")]
+
+        async def write():
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(CREATE_STAGING)
+                await conn.copy_records_to_table("elevations_staging", records=rows, columns=_NAMES)
+                return int((await conn.execute(FROM_STAGING)).rsplit(" ", 1)[1])
+
+        return await self._into_partitions(rows, write)
+
+    async def insert_one(self, row: tuple) -> bool:
+        """Stores one (tenant_id, *model.to_row) row; True when it was new. Concurrent calls share a statement."""
+        return await self._single.submit(row)
+
+    async def _insert_few(self, rows: list[tuple]) -> list[bool]:
+        async def write():
+            return {r[0] for r in await self.pool.fetch(FROM_ARRAYS, *zip(*rows, strict=True))}
+
+        new = await self._into_partitions(rows, write)
+        return [row[1] in new for row in rows]
+
+    async def _into_partitions(self, rows: list[tuple], write):
+        times = [row[4] for row in rows]  # event_date_time
         months = months_between(as_datetime(min(times)), as_datetime(max(times)))
         await self._ensure_partitions(months)
         try:
-            status = await self.pool.execute(INSERT, tenant, *columns)
+            return await write()
         except asyncpg.CheckViolationError:  # a partition dropped by another replica's retention sweep
             self._months -= months
             await self._ensure_partitions(months)
-            status = await self.pool.execute(INSERT, tenant, *columns)
-        return int(status.rsplit(" ", 1)[1])
+            return await write()
 
     async def get(self, tenant: str, event_id: str):
         return await self.pool.fetchrow(f"{SELECT} WHERE tenant_id = $1 AND id = $2", tenant, event_id)
 
     async def list(self, tenant: str, *, filter: str, order_by: str, size: int, token: str, skip: int):
-        """One page: (rows, next token). Keyset paging on the sort keys plus id."""
-        params: list = [tenant]
-        where = compile_filter(filter, FIELDS, params)
-        order = [(FIELDS[p], desc) for p, desc in parse_orderby(order_by, FIELDS) or DEFAULT_ORDER]
-        keys = [(f.column, desc) for f, desc in order] + [(ID_KEY[0], order[-1][1])]
-        key = paging.query_key(filter, order_by)
-        if token:
-            values = paging.decode_token(token, [f for f, _ in order] + [ID_KEY[1]], key)
-            where += " AND " + paging.after(keys, values, params)
-        order_sql = ", ".join(f"{c} {'DESC' if d else 'ASC'}" for c, d in keys)
-        sql = f"{SELECT} WHERE tenant_id = $1 AND {where} ORDER BY {order_sql} LIMIT {size + 1}"
-        if skip and not token:
-            sql += f" OFFSET {int(skip)}"
-        rows = await self.pool.fetch(sql, *params)
-        if len(rows) <= size:
-            return rows, ""
-        last = rows[size - 1]
-        values = [last[c] for c, _ in keys[:-1]] + [str(last["id"])]
-        return rows[:size], paging.encode_token(values, key)
+        """One page: (rows, next token), newest first unless `order_by` says otherwise."""
+        return await listing.fetch_page(self.pool, f"{TABLE} WHERE tenant_id = $1", FIELDS, [tenant],
+                                        filter=filter, order_by=order_by or DEFAULT_ORDER, size=size,
+                                        token=token, skip=skip)
 
     async def count(self, tenant: str, filter: str) -> int:
-        params: list = [tenant]
-        where = compile_filter(filter, FIELDS, params)
-        return await self.pool.fetchval(f"SELECT count(*) FROM {TABLE} WHERE tenant_id = $1 AND {where}", *params)
+        return await listing.count(self.pool, f"{TABLE} WHERE tenant_id = $1", FIELDS, [tenant], filter)
 
     async def update(self, tenant: str, event_id: str, changes: dict):
         names = list(changes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import datetime, timedelta, timezone
 
@@ -97,3 +98,22 @@ async def test_health_and_reflection(events_channel):
         names = {s.name for s in answer.list_services_response.service}
         assert "epm.events.v1.ElevationEventService" in names
         break
+
+
+async def test_record_answers_exactly_what_a_read_returns(stub, md):
+    event = make(9)
+    event.hash = event.hash.upper()
+    event.elevation_type = pb.ELEVATION_TYPE_UNSPECIFIED
+    event.event_date_time.nanos = 123_456_789
+    recorded = await stub.RecordElevationEvent(pb.RecordElevationEventRequest(event=event), metadata=md)
+    read = await stub.GetElevationEvent(pb.GetElevationEventRequest(id=recorded.id), metadata=md)
+    assert recorded == read
+    assert read.elevation_type == pb.ELEVATION_TYPE_UNDETERMINED and read.event_date_time.nanos == 123_456_000
+
+
+async def test_concurrent_single_records_all_land_once(stub, md):
+    events = [make(i, device=f"dev-{i % 5}") for i in range(200)]
+    replies = await asyncio.gather(*(
+        stub.RecordElevationEvent(pb.RecordElevationEventRequest(event=e), metadata=md) for e in events + events))
+    assert len({r.id for r in replies}) == 200
+    assert (await stub.CountElevationEvents(pb.CountElevationEventsRequest(), metadata=md)).count == 200

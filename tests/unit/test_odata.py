@@ -416,7 +416,7 @@ def test_malformed_comparisons(text, named):
     ("StartsWith(deviceName, 'a')", "'startswith' must be written in lowercase"),
     ("result has 1", "operator 'has' is not supported"),
     ("result add 1 eq 2", "operator 'add' is not supported"),
-    ("deviceName/any(d: d eq 'x')", "unexpected character '/'"),
+    ("deviceName/any(d: d eq 'x')", "unexpected character ':'"),
     ("result eq 1 or", "found end of input"),
     ("()", "found ')'"),
 ])
@@ -578,3 +578,12 @@ def test_fuzz_generated_valid_filters_compile():
         placeholders = [int(n) for n in re.findall(r"\$(\d+)", where)]
         assert sorted(placeholders) == list(range(2, len(params) + 1))
         assert where.count("(") == where.count(")")
+
+
+def test_property_paths_into_complex_properties():
+    fields = {"applicationDetail/fileName": Field("file_name", "string")}
+    params: list = []
+    assert compile_filter("applicationDetail/fileName eq 'git.exe'", fields, params) == "file_name = $1"
+    assert params == ["git.exe"]
+    with pytest.raises(ODataError, match="applicationDetail/fileHash"):
+        compile_filter("applicationDetail/fileHash eq 'x'", fields, [])

@@ -1,0 +1,81 @@
+"""The requests process: elevation requests, reviewer roles, audit, decisions, and the expiry sweeper."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from epm.requests.v1 import elevation_request_service_pb2 as pb
+from epm.requests.v1 import elevation_request_service_pb2_grpc as pb_grpc
+from epm.requests.v1 import role_assignment_service_pb2 as roles_pb
+from epm.requests.v1 import role_assignment_service_pb2_grpc as roles_grpc
+
+from ..common import db
+from ..common.auth import TokenVerifier
+from ..common.server import Running, serve
+from ..common.settings import Settings
+from .decisions import DecisionHub
+from .lifecycle import Policy
+from .roles import RoleAssignmentServicer
+from .servicer import ElevationRequestServicer
+from .store import RequestStore
+
+log = logging.getLogger("epm.requests")
+MIGRATIONS = Path(__file__).parent / "migrations"
+SERVICE = pb.DESCRIPTOR.services_by_name["ElevationRequestService"].full_name
+ROLES_SERVICE = roles_pb.DESCRIPTOR.services_by_name["RoleAssignmentService"].full_name
+SWEEP_INTERVAL = 30.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def default_policy(settings: Settings) -> Policy:
+    return Policy(approval_window=timedelta(hours=settings.approval_window_hours),
+                  pending_ttl=timedelta(days=settings.pending_ttl_days),
+                  max_open_per_device=settings.max_open_per_device)
+
+
+async def start(settings: Settings, address: str | None = None,
+                clock: Callable[[], datetime] = utc_now) -> Running:
+    pool = await db.create_pool(settings.database_url, settings.db_pool_size)
+    if settings.migrate_on_start:
+        await db.migrate(pool, "requests", MIGRATIONS)
+    store = RequestStore(pool, default_policy(settings))
+    verifier = TokenVerifier.from_settings(settings)
+    hub = DecisionHub(settings.database_url)
+    await hub.start()
+    requests_servicer = ElevationRequestServicer(store, verifier, hub, clock)
+    roles_servicer = RoleAssignmentServicer(pool, verifier, clock)
+    running = await serve(
+        [(SERVICE, lambda server: pb_grpc.add_ElevationRequestServiceServicer_to_server(requests_servicer, server)),
+         (ROLES_SERVICE, lambda server: roles_grpc.add_RoleAssignmentServiceServicer_to_server(roles_servicer,
+                                                                                             server))],
+        address or f"[::]:{settings.requests_port}",
+    )
+    sweeper = asyncio.create_task(_sweep(store, clock))
+
+    async def stop_sweeper():
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+
+    running.cleanups += [pool.close, verifier.close, hub.stop, stop_sweeper]
+    running.store = store  # tests drive the sweeper and tenant policies through it
+    return running
+
+
+async def _sweep(store: RequestStore, clock: Callable[[], datetime]) -> None:
+    """Writes down (and audits) the expiries time has decided; any number of replicas may run it."""
+    while True:
+        try:
+            while await store.expire_due(clock()) == 500:
+                pass
+        except Exception:
+            log.exception("expiry sweep failed")
+        await asyncio.sleep(SWEEP_INTERVAL)

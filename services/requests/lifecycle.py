@@ -1,0 +1,89 @@
+"""The elevation request state machine. Pure: no I/O, no clock (callers pass `now`).
+
+    pending  --approve--> approved   --revoke-->   revoked
+    pending  --deny-----> denied     approved --complete--> completed
+    pending  --expire---> expired    approved --expire----> expired
+
+denied, expired, revoked and completed are final. Expiry is a function of time: `effective` tells the state
+at any instant, before any sweep has written it down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+
+
+class State(str, Enum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    COMPLETED = "completed"
+
+
+class Action(str, Enum):
+    APPROVE = "approve"
+    DENY = "deny"
+    REVOKE = "revoke"
+    EXPIRE = "expire"
+    COMPLETE = "complete"
+
+
+TRANSITIONS: dict[tuple[State, Action], State] = {
+    (State.PENDING, Action.APPROVE): State.APPROVED,
+    (State.PENDING, Action.DENY): State.DENIED,
+    (State.PENDING, Action.EXPIRE): State.EXPIRED,
+    (State.APPROVED, Action.REVOKE): State.REVOKED,
+    (State.APPROVED, Action.COMPLETE): State.COMPLETED,
+    (State.APPROVED, Action.EXPIRE): State.EXPIRED,
+}
+OPEN = frozenset({State.PENDING, State.APPROVED})
+FINAL = frozenset(State) - OPEN
+MAX_JUSTIFICATION = 256
+
+
+class TransitionError(Exception):
+    """The action is not allowed in the current state; the message names both."""
+
+    def __init__(self, current: State, action: Action):
+        allowed = sorted(a.value for (s, a) in TRANSITIONS if s is current)
+        detail = f"only {', '.join(allowed)} is allowed" if allowed else "it is final"
+        super().__init__(f"Cannot {action.value} an elevation request that is {current.value}: {detail}.")
+        self.current, self.action = current, action
+
+
+def transition(current: State, action: Action) -> State:
+    try:
+        return TRANSITIONS[(current, action)]
+    except KeyError:
+        raise TransitionError(current, action) from None
+
+
+def effective(stored: State, valid_until: datetime, now: datetime) -> State:
+    """The state at `now`: an open request whose deadline has passed is expired, written down or not."""
+    return State.EXPIRED if stored in OPEN and now >= valid_until else stored
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Per-tenant timing and limits."""
+
+    approval_window: timedelta = timedelta(hours=24)  # elevation allowed this long after approval
+    pending_ttl: timedelta = timedelta(days=7)         # unreviewed requests expire after this
+    max_open_per_device: int = 10
+
+
+def valid_until(state: State, created: datetime, approved: datetime | None, policy: Policy) -> datetime:
+    """Deadline of the current state: the request expiry for pending, the end of the window once approved."""
+    if state is State.APPROVED and approved is not None:
+        return approved + policy.approval_window
+    return created + policy.pending_ttl
+
+
+def justification_problem(text: str, what: str) -> str | None:
+    if len(text) > MAX_JUSTIFICATION:
+        return f"{what} must be at most {MAX_JUSTIFICATION} characters."
+    return None

@@ -1,0 +1,291 @@
+"""Reviewer rights: role assignments in the shape of PIM v1 `privilegedRoleAssignment`, and `permissions()`.
+
+An assignment is ACTIVE when `NOT eligible OR active_until > now`:
+    permanent  eligible=false, active_until NULL      (active, no end)
+    eligible   eligible=true,  active_until NULL/past (held, inactive until selfActivate)
+    active     eligible=true,  active_until > now     (activated by its user until active_until)
+"now" always comes from the injected clock. Every statement filters by tenant (roles are global).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import asyncpg
+import grpc
+
+from epm.requests.v1 import role_assignment_service_pb2 as pb
+from epm.requests.v1 import role_assignment_service_pb2_grpc as pb_grpc
+
+from ..common import errors
+from ..common.auth import Principal, TokenVerifier, authorize
+
+READ = ("RoleManagement.Read.Directory", "RoleManagement.ReadWrite.Directory", "Directory.AccessAsUser.All")
+WRITE = ("RoleManagement.ReadWrite.Directory", "Directory.AccessAsUser.All")
+DURATIONS = {"min": timedelta(hours=1), "default": timedelta(hours=8)}
+MAX_HOURS = 24
+MAX_REASON = 500
+MAX_TICKET = 100
+RESOURCE_TYPE = "privilegedRoleAssignment"
+PERMANENT, ELIGIBLE, ACTIVE = "permanent", "eligible", "active"  # audit states
+_GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+_HOURS = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,6})?|\.[0-9]{1,6}")
+
+# --- SQL ---------------------------------------------------------------------------------------------
+
+ROLE = "SELECT id, name, permissions FROM requests.roles WHERE id = $1"
+ROLES = "SELECT id, name, permissions FROM requests.roles ORDER BY id"
+_COLUMNS = "a.user_id, a.role_id, a.eligible, a.active_until, a.result_message, r.name AS role_name"
+_FROM = "FROM requests.role_assignments a JOIN requests.roles r ON r.id = a.role_id"
+ASSIGNMENT = f"SELECT {_COLUMNS} {_FROM} WHERE a.tenant_id = $1 AND a.user_id = $2 AND a.role_id = $3"
+ASSIGNMENT_FOR_UPDATE = ASSIGNMENT + " FOR UPDATE OF a"
+ASSIGNMENTS = (f"SELECT {_COLUMNS} {_FROM} WHERE a.tenant_id = $1 AND ($2 = '' OR a.user_id = $2) "
+               "ORDER BY a.created_at, a.user_id, a.role_id")
+INSERT = ("INSERT INTO requests.role_assignments (tenant_id, user_id, role_id, eligible, active_until, created_at) "
+          "VALUES ($1, $2, $3, false, NULL, $4) ON CONFLICT DO NOTHING")
+UPDATE = ("UPDATE requests.role_assignments SET eligible = $4, active_until = $5, result_message = $6 "
+          "WHERE tenant_id = $1 AND user_id = $2 AND role_id = $3")
+DELETE = "DELETE FROM requests.role_assignments WHERE tenant_id = $1 AND user_id = $2 AND role_id = $3"
+PERMISSIONS = ("SELECT DISTINCT p.permission FROM requests.role_assignments a "
+               "JOIN requests.roles r ON r.id = a.role_id CROSS JOIN unnest(r.permissions) AS p(permission) "
+               "WHERE a.tenant_id = $1 AND a.user_id = $2 AND (NOT a.eligible OR a.active_until > $3)")
+AUDIT = ("INSERT INTO requests.audit_events (tenant_id, id, at, activity, operation, actor_type, actor_id, "
+         "actor_upn, resource_type, resource_id, resource_name, old_state, new_state, reason, correlation_id) "
+         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)")
+
+
+async def permissions(conn, tenant_id: str, user_id: str, now: datetime) -> frozenset[str]:
+    """The union of the permissions of the user's ACTIVE assignments at `now` (conn: connection or pool)."""
+    rows = await conn.fetch(PERMISSIONS, tenant_id, _canonical(user_id), now)
+    return frozenset(r["permission"] for r in rows)
+
+
+async def _audit(conn, tenant_id: str, caller: Principal, *, at: datetime, activity: str, operation: str,
+                 resource_id: str, resource_name: str = "", old_state: str = "", new_state: str = "",
+                 reason: str = "", correlation_id: str = "") -> None:
+    """One requests.audit_events row; call inside the transaction that makes the change."""
+    await conn.execute(
+        AUDIT, tenant_id, uuid.uuid4(), at, activity, operation, "ItPro" if caller.delegated else "Application",
+        caller.object_id, caller.upn, RESOURCE_TYPE, resource_id, resource_name, old_state, new_state, reason,
+        correlation_id)
+
+
+# --- values ------------------------------------------------------------------------------------------
+
+
+def _canonical(text: str) -> str:
+    """A GUID in lowercase, as stored; anything else unchanged (it then matches nothing)."""
+    return text.lower() if _GUID.fullmatch(text) else text
+
+
+def _guid(text: str, name: str) -> str:
+    if _GUID.fullmatch(text):
+        return text.lower()
+    raise errors.invalid(f"Property '{name}' must be a GUID, e.g. 00000000-0000-0000-0000-000000000000; "
+                         f"got '{text[:64]}'.", property=name)
+
+
+def _assignment_id(user_id: str, role_id: str) -> str:
+    return f"{user_id}_{role_id}"
+
+
+def _parse_id(text: str) -> tuple[str, str]:
+    """(userId, roleId) from "{userId}_{roleId}"; NOT_FOUND when it cannot be an id (it is simply not there)."""
+    user, _, role = text.partition("_")
+    if _GUID.fullmatch(user) and _GUID.fullmatch(role):
+        return user.lower(), role.lower()
+    raise _no_assignment(text)
+
+
+def _no_assignment(text: str) -> errors.RpcError:
+    return errors.not_found(f"No privileged role assignment with id '{text[:100]}'.", id=text[:100])
+
+
+def _no_role(role_id: str) -> errors.RpcError:
+    return errors.not_found(f"No role with id '{role_id}'.", roleId=role_id)
+
+
+def _is_active(row, now: datetime) -> bool:
+    return not row["eligible"] or (row["active_until"] is not None and row["active_until"] > now)
+
+
+def _state(row, now: datetime) -> str:
+    if not row["eligible"]:
+        return PERMANENT
+    return ACTIVE if _is_active(row, now) else ELIGIBLE
+
+
+def _message(row, now: datetime, result_message: str | None = None) -> pb.RoleAssignment:
+    user_id, role_id = row["user_id"], str(row["role_id"])
+    out = pb.RoleAssignment(id=_assignment_id(user_id, role_id), user_id=user_id, role_id=role_id,
+                            is_elevated=_is_active(row, now),
+                            result_message=row["result_message"] if result_message is None else result_message)
+    if row["eligible"] and out.is_elevated:
+        out.expiration_date_time.FromDatetime(row["active_until"])
+    return out
+
+
+def _duration(text: str) -> timedelta:
+    """"min" (1 h), "default" or unset (8 h), or hours as a number > 0 and <= 24."""
+    if not text:
+        return DURATIONS["default"]
+    word = text.strip().lower()
+    if word in DURATIONS:
+        return DURATIONS[word]
+    if _HOURS.fullmatch(word) and 0 < float(word) <= MAX_HOURS:
+        return timedelta(hours=float(word))
+    raise errors.invalid(f"Property 'duration' must be 'min', 'default' or a number of hours greater than 0 "
+                         f"and at most {MAX_HOURS}; got '{text[:64]}'.", property="duration")
+
+
+def _reason(text: str, *, required: bool) -> str:
+    if required and not text.strip():
+        raise errors.invalid("Property 'reason' is required: say why the role is activated.", property="reason")
+    if len(text) > MAX_REASON:
+        raise errors.invalid(f"Property 'reason' must be at most {MAX_REASON} characters.", property="reason")
+    return text.strip()
+
+
+def _ticket(reason: str, number: str, system: str) -> str:
+    """The audit reason with the ticket, if any, appended."""
+    for name, value in (("ticketNumber", number), ("ticketSystem", system)):
+        if len(value) > MAX_TICKET:
+            raise errors.invalid(f"Property '{name}' must be at most {MAX_TICKET} characters.", property=name)
+    ticket = " ".join(v.strip() for v in (system, number) if v.strip())
+    return f"{reason} (ticket {ticket})".strip() if ticket else reason
+
+
+def _correlation_id(context) -> str:
+    return next((v for k, v in context.invocation_metadata() or () if k == "x-request-id"), "")
+
+
+# --- servicer ----------------------------------------------------------------------------------------
+
+
+class RoleAssignmentServicer(pb_grpc.RoleAssignmentServiceServicer):
+    def __init__(self, pool: asyncpg.Pool, verifier: TokenVerifier, clock: Callable[[], datetime]):
+        self.pool = pool
+        self.verifier = verifier
+        self.clock = clock
+
+    async def _caller(self, context, allowed) -> Principal:
+        return await authorize(self.verifier, context.invocation_metadata(), allowed)
+
+    async def CreateRoleAssignment(self, request, context):
+        """Active and permanent. Idempotent: an existing assignment is returned unchanged."""
+        caller = await self._caller(context, WRITE)
+        user_id, role_id = _guid(request.user_id, "userId"), _guid(request.role_id, "roleId")
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            role = await conn.fetchrow(ROLE, role_id)
+            if role is None:
+                raise _no_role(role_id)
+            created = await conn.execute(INSERT, caller.tenant_id, user_id, role_id, now) == "INSERT 0 1"
+            row = await conn.fetchrow(ASSIGNMENT, caller.tenant_id, user_id, role_id)
+            if created:
+                await _audit(conn, caller.tenant_id, caller, at=now, activity="Create PrivilegedRoleAssignment",
+                             operation="Create", resource_id=_assignment_id(user_id, role_id),
+                             resource_name=role["name"], new_state=PERMANENT,
+                             correlation_id=_correlation_id(context))
+        return _message(row, now)
+
+    async def GetRoleAssignment(self, request, context):
+        caller = await self._caller(context, READ)
+        user_id, role_id = _parse_id(request.id)
+        row = await self.pool.fetchrow(ASSIGNMENT, caller.tenant_id, user_id, role_id)
+        if row is None:
+            raise _no_assignment(request.id)
+        return _message(row, self.clock())
+
+    async def ListRoleAssignments(self, request, context):
+        caller = await self._caller(context, READ)
+        user_id = _guid(request.user_id, "userId") if request.user_id else ""
+        rows = await self.pool.fetch(ASSIGNMENTS, caller.tenant_id, user_id)
+        now = self.clock()
+        return pb.ListRoleAssignmentsResponse(role_assignments=[_message(r, now) for r in rows])
+
+    async def DeleteRoleAssignment(self, request, context):
+        caller = await self._caller(context, WRITE)
+        user_id, role_id = _parse_id(request.id)
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(ASSIGNMENT_FOR_UPDATE, caller.tenant_id, user_id, role_id)
+            if row is None:
+                raise _no_assignment(request.id)
+            await conn.execute(DELETE, caller.tenant_id, user_id, role_id)
+            await _audit(conn, caller.tenant_id, caller, at=now, activity="Delete PrivilegedRoleAssignment",
+                         operation="Delete", resource_id=_assignment_id(user_id, role_id),
+                         resource_name=row["role_name"], old_state=_state(row, now),
+                         correlation_id=_correlation_id(context))
+        return pb.DeleteRoleAssignmentResponse()
+
+    async def MakePermanent(self, request, context):
+        caller = await self._caller(context, WRITE)
+        user_id, role_id = _parse_id(request.id)
+        reason = _ticket(_reason(request.reason, required=False), request.ticket_number, request.ticket_system)
+        return await self._change(caller, context, user_id, role_id, request.id, eligible=False, active_until=None,
+                                  activity="MakePermanent PrivilegedRoleAssignment", reason=reason)
+
+    async def MakeEligible(self, request, context):
+        """Eligible and inactive; an active eligible assignment is deactivated, an inactive one is a no-op."""
+        caller = await self._caller(context, WRITE)
+        user_id, role_id = _parse_id(request.id)
+        return await self._change(caller, context, user_id, role_id, request.id, eligible=True, active_until=None,
+                                  activity="MakeEligible PrivilegedRoleAssignment")
+
+    async def SelfActivate(self, request, context):
+        """The caller's own eligible assignment of the role becomes active for `duration`."""
+        caller = await self._caller(context, ())
+        if not (caller.delegated and caller.object_id):
+            raise errors.RpcError(grpc.StatusCode.PERMISSION_DENIED, "DELEGATED_ONLY",
+                                  "selfActivate needs a signed-in user (a delegated token): "
+                                  "an application cannot activate a role for itself.")
+        role_id = _guid(request.role_id, "roleId")
+        reason = _ticket(_reason(request.reason, required=True), request.ticket_number, request.ticket_system)
+        length = _duration(request.duration)
+        user_id = _canonical(caller.object_id)
+        if await self.pool.fetchrow(ROLE, role_id) is None:
+            raise _no_role(role_id)
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(ASSIGNMENT_FOR_UPDATE, caller.tenant_id, user_id, role_id)
+            if row is None:
+                raise errors.not_found(f"You have no assignment of the role '{role_id}' to activate.",
+                                       roleId=role_id)
+            if not row["eligible"]:
+                return _message(row, now, "The role assignment is permanent and already active; "
+                                          "it needs no activation.")
+            return await self._write(conn, caller, context, row, now, eligible=True, active_until=now + length,
+                                     activity="SelfActivate PrivilegedRoleAssignment", reason=reason)
+
+    async def ListRoles(self, request, context):
+        await self._caller(context, READ)
+        rows = await self.pool.fetch(ROLES)
+        return pb.ListRolesResponse(roles=[pb.Role(id=str(r["id"]), name=r["name"], permissions=r["permissions"])
+                                           for r in rows])
+
+    async def _change(self, caller: Principal, context, user_id: str, role_id: str, given_id: str, *,
+                      eligible: bool, active_until: datetime | None, activity: str, reason: str = ""):
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(ASSIGNMENT_FOR_UPDATE, caller.tenant_id, user_id, role_id)
+            if row is None:
+                raise _no_assignment(given_id)
+            return await self._write(conn, caller, context, row, now, eligible=eligible, active_until=active_until,
+                                     activity=activity, reason=reason)
+
+    async def _write(self, conn, caller: Principal, context, row, now: datetime, *, eligible: bool,
+                     active_until: datetime | None, activity: str, reason: str) -> pb.RoleAssignment:
+        """Stores the new state of a locked row and audits it; an unchanged state is neither written nor audited."""
+        new = {**dict(row), "eligible": eligible, "active_until": active_until, "result_message": ""}
+        old_state, new_state = _state(row, now), _state(new, now)
+        if old_state == new_state and (new_state != ACTIVE or row["active_until"] == active_until):
+            return _message(row, now)
+        await conn.execute(UPDATE, caller.tenant_id, row["user_id"], row["role_id"], eligible, active_until, "")
+        await _audit(conn, caller.tenant_id, caller, at=now, activity=activity, operation="Action",
+                     resource_id=_assignment_id(row["user_id"], str(row["role_id"])), resource_name=row["role_name"],
+                     old_state=old_state, new_state=new_state, reason=reason, correlation_id=_correlation_id(context))
+        return _message(new, now)

@@ -1,0 +1,284 @@
+"""SQL for elevation requests, their audit trail and the decisions devices watch. Every statement filters by
+tenant except the expiry sweep, which works across tenants by design and then acts row by row."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from ..common import listing
+from ..common.odata import Field, ODataError
+from .lifecycle import Action, Policy, State, effective, transition
+
+TABLE = "requests.elevation_requests"
+# The state at the instant of the query ($2): open requests past their deadline are expired.
+EFFECTIVE_STATUS = (
+    "(CASE WHEN status IN ('pending', 'approved') AND valid_until <= $2 THEN 'expired' ELSE status END)")
+_DETAIL = {
+    "fileHash": "file_hash", "fileName": "file_name", "filePath": "file_path",
+    "fileDescription": "file_description", "publisherName": "publisher_name", "publisherCert": "publisher_cert",
+    "productName": "product_name", "productInternalName": "product_internal_name",
+    "productVersion": "product_version",
+}
+FIELDS: dict[str, Field] = {
+    "id": Field("id::text", "string", casefold=True),
+    "requestedByUserId": Field("requested_by_user_id", "string"),
+    "requestedByUserPrincipalName": Field("requested_by_upn", "string"),
+    "requestedOnDeviceId": Field("device_id", "string"),
+    "deviceName": Field("device_name", "string"),
+    "requestCreatedDateTime": Field("created_at", "datetime"),
+    "requestLastModifiedDateTime": Field("modified_at", "datetime"),
+    "requestJustification": Field("request_justification", "string"),
+    "status": Field(EFFECTIVE_STATUS, "enum", tuple(s.value for s in State)),
+    "reviewCompletedByUserId": Field("reviewed_by_user_id", "string"),
+    "reviewCompletedByUserPrincipalName": Field("reviewed_by_upn", "string"),
+    "reviewCompletedDateTime": Field("reviewed_at", "datetime"),
+    "requestExpiryDateTime": Field("valid_until", "datetime"),
+    "reviewerJustification": Field("reviewer_justification", "string"),
+    **{f"applicationDetail/{name}": Field(column, "string", casefold=name == "fileHash")
+       for name, column in _DETAIL.items()},
+}
+UNORDERABLE = frozenset({"reviewCompletedDateTime"})  # nullable: no keyset on it
+SCOPED = f"{TABLE} WHERE tenant_id = $1 AND $2::timestamptz IS NOT NULL"  # $2: now, for EFFECTIVE_STATUS
+AUDIT_SCOPED = "requests.audit_events WHERE tenant_id = $1"
+AUDIT_FIELDS: dict[str, Field] = {
+    "id": Field("id::text", "string", casefold=True),
+    "activityDateTime": Field("at", "datetime"),
+    "activity": Field("activity", "string"),
+    "activityOperationType": Field("operation", "string"),
+    "activityResult": Field("result", "string"),
+    "activityType": Field("activity", "string"),
+    "category": Field("'ElevationRequests'", "string"),
+    "componentName": Field("'EndpointPrivilegeManagement'", "string"),
+    "correlationId": Field("correlation_id", "string"),
+    "actor/userId": Field("actor_id", "string"),
+    "actor/userPrincipalName": Field("actor_upn", "string"),
+    "actor/type": Field("actor_type", "string"),
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who caused a change, as the audit trail records it."""
+
+    type: str  # "ItPro" (a user), "Application", "System"
+    id: str = ""
+    upn: str = ""
+    correlation_id: str = ""
+
+
+SYSTEM = Actor("System")
+
+
+class NotFound(Exception):
+    pass
+
+
+class ETagMismatch(Exception):
+    pass
+
+
+class TooManyOpen(Exception):
+    pass
+
+
+class SelfReview(Exception):
+    pass
+
+
+class RequestStore:
+    def __init__(self, pool: asyncpg.Pool, defaults: Policy):
+        self.pool = pool
+        self.defaults = defaults
+
+    async def policy(self, conn, tenant: str) -> Policy:
+        row = await conn.fetchrow(
+            "SELECT approval_window, pending_ttl, max_open_per_device FROM requests.tenant_policies "
+            "WHERE tenant_id = $1", tenant)
+        return Policy(*row) if row else self.defaults
+
+    async def set_policy(self, tenant: str, policy: Policy) -> None:
+        await self.pool.execute(
+            "INSERT INTO requests.tenant_policies VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id) DO UPDATE "
+            "SET approval_window = $2, pending_ttl = $3, max_open_per_device = $4",
+            tenant, policy.approval_window, policy.pending_ttl, policy.max_open_per_device)
+
+    # --- requests -----------------------------------------------------------------------------------
+
+    async def create(self, tenant: str, fields: dict, actor: Actor, now: datetime) -> tuple[asyncpg.Record, bool]:
+        """(row, created). An open request for the same device, user and file is returned instead of a new one;
+        more than the tenant's cap of open requests on one device raises TooManyOpen."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                               f"epm.requests.{tenant}.{fields['device_id']}")
+            policy = await self.policy(conn, tenant)
+            open_rows = await conn.fetch(
+                f"SELECT * FROM {TABLE} WHERE tenant_id = $1 AND device_id = $2 "
+                "AND status IN ('pending', 'approved') FOR UPDATE", tenant, fields["device_id"])
+            still_open = []
+            for row in open_rows:
+                if effective(State(row["status"]), row["valid_until"], now) is State.EXPIRED:
+                    await self._move(conn, row, Action.EXPIRE, SYSTEM, now, policy)
+                else:
+                    still_open.append(row)
+            for row in still_open:
+                if (row["requested_by_user_id"], row["file_hash"]) == (fields["requested_by_user_id"],
+                                                                         fields["file_hash"]):
+                    return row, False
+            if len(still_open) >= policy.max_open_per_device:
+                raise TooManyOpen
+            values = dict(fields, tenant_id=tenant, id=uuid.uuid4(), status=State.PENDING.value, created_at=now,
+                          modified_at=now, valid_until=now + policy.pending_ttl)
+            names = list(values)
+            row = await conn.fetchrow(
+                f"INSERT INTO {TABLE} ({', '.join(names)}) VALUES "
+                f"({', '.join(f'${i + 1}' for i in range(len(names)))}) RETURNING *", *values.values())
+            await audit(conn, tenant, actor, now, "Create ElevationRequest", "Create", row["id"],
+                        resource_name=row["file_name"], new_state=State.PENDING.value,
+                        reason=row["request_justification"])
+            return row, True
+
+    async def get(self, tenant: str, request_id: str) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(f"SELECT * FROM {TABLE} WHERE tenant_id = $1 AND id = $2",
+                                        tenant, request_id)
+
+    async def act(self, tenant: str, request_id: str, action: Action, actor: Actor, now: datetime, *,
+                  justification: str = "", etag: str = "", forbid_self: bool = False) -> asyncpg.Record:
+        """Applies a reviewer's action under a row lock: of two concurrent reviewers exactly one wins, the
+        other sees the new state (TransitionError)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self._locked(conn, tenant, request_id, etag)
+            if forbid_self and actor.id and actor.id == row["requested_by_user_id"]:
+                raise SelfReview
+            return await self._move(conn, row, action, actor, now, await self.policy(conn, tenant), justification)
+
+    async def update_justification(self, tenant: str, request_id: str, text: str, actor: Actor, now: datetime,
+                                   etag: str = "") -> asyncpg.Record:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self._locked(conn, tenant, request_id, etag)
+            current = effective(State(row["status"]), row["valid_until"], now)
+            if current is not State.PENDING:
+                raise ODataError(f"Only a pending request can be changed; this one is {current.value}.")
+            updated = await conn.fetchrow(
+                f"UPDATE {TABLE} SET request_justification = $3, modified_at = $4, version = version + 1 "
+                "WHERE tenant_id = $1 AND id = $2 RETURNING *", tenant, row["id"], text, now)
+            await audit(conn, tenant, actor, now, "Patch ElevationRequest", "Patch", row["id"],
+                        resource_name=row["file_name"], old_state=current.value, new_state=current.value,
+                        reason=text)
+            return updated
+
+    async def delete(self, tenant: str, request_id: str, actor: Actor, now: datetime, etag: str = "") -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self._locked(conn, tenant, request_id, etag)
+            await conn.execute(f"DELETE FROM {TABLE} WHERE tenant_id = $1 AND id = $2", tenant, row["id"])
+            await audit(conn, tenant, actor, now, "Delete ElevationRequest", "Delete", row["id"],
+                        resource_name=row["file_name"],
+                        old_state=effective(State(row["status"]), row["valid_until"], now).value)
+
+    async def complete(self, tenant: str, device_id: str, file_hash: str, used_at: datetime, actor: Actor,
+                       now: datetime) -> list[str]:
+        """Completes the approved requests for this device and file whose window contains `used_at`."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"SELECT * FROM {TABLE} WHERE tenant_id = $1 AND device_id = $2 AND file_hash = $3 "
+                "AND status = 'approved' AND reviewed_at <= $4 AND valid_until > $4 FOR UPDATE",
+                tenant, device_id, file_hash.lower(), used_at)
+            policy = await self.policy(conn, tenant) if rows else self.defaults
+            for row in rows:
+                await self._move(conn, row, Action.COMPLETE, actor, now, policy)
+            return [str(r["id"]) for r in rows]
+
+    async def expire_due(self, now: datetime, limit: int = 500) -> int:
+        """Writes down the expiries that time already decided; safe with many replicas (SKIP LOCKED)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"SELECT * FROM {TABLE} WHERE status IN ('pending', 'approved') AND valid_until <= $1 "
+                "ORDER BY valid_until LIMIT $2 FOR UPDATE SKIP LOCKED", now, limit)
+            for row in rows:
+                await self._move(conn, row, Action.EXPIRE, SYSTEM, now, self.defaults)
+            return len(rows)
+
+    async def list(self, tenant: str, now: datetime, *, filter: str, order_by: str, size: int, token: str,
+                   skip: int) -> tuple[list, str]:
+        return await listing.fetch_page(
+            self.pool, SCOPED, FIELDS, [tenant, now], filter=filter,
+            order_by=order_by or "requestCreatedDateTime desc", size=size, token=token, skip=skip,
+            unorderable=UNORDERABLE)
+
+    async def count(self, tenant: str, now: datetime, filter: str) -> int:
+        return await listing.count(self.pool, SCOPED, FIELDS, [tenant, now], filter)
+
+    # --- audit and decisions ------------------------------------------------------------------------
+
+    async def audit_events(self, tenant: str, *, filter: str, order_by: str, size: int, token: str,
+                           skip: int) -> tuple[list, str]:
+        return await listing.fetch_page(
+            self.pool, AUDIT_SCOPED, AUDIT_FIELDS, [tenant], filter=filter,
+            order_by=order_by or "activityDateTime desc", size=size, token=token, skip=skip)
+
+    async def count_audit_events(self, tenant: str, filter: str) -> int:
+        return await listing.count(self.pool, AUDIT_SCOPED, AUDIT_FIELDS, [tenant], filter)
+
+    async def decisions(self, tenant: str, device_id: str, after: int, limit: int = 500) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT * FROM requests.decisions WHERE tenant_id = $1 AND device_id = $2 AND sequence > $3 "
+            "ORDER BY sequence LIMIT $4", tenant, device_id, after, limit)
+
+    # --- internals ----------------------------------------------------------------------------------
+
+    async def _locked(self, conn, tenant: str, request_id: str, etag: str) -> asyncpg.Record:
+        row = await conn.fetchrow(f"SELECT * FROM {TABLE} WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+                                  tenant, request_id)
+        if row is None:
+            raise NotFound
+        if etag and etag != "*" and etag != str(row["version"]):
+            raise ETagMismatch
+        return row
+
+    async def _move(self, conn, row, action: Action, actor: Actor, now: datetime, policy: Policy,
+                    justification: str = "") -> asyncpg.Record:
+        """One transition, with its audit event and the decision the device will see, in the caller's
+        transaction. The state machine decides from the state at `now`, not the last written one."""
+        stored = State(row["status"])
+        current = effective(stored, row["valid_until"], now)
+        # Reviewers act on the state at `now`; the system writes down what already happened (an expiry
+        # that time decided, a use inside the window reported late), so it starts from the stored state.
+        new = transition(stored if action in (Action.EXPIRE, Action.COMPLETE) else current, action)
+        review = action in (Action.APPROVE, Action.DENY, Action.REVOKE)
+        valid_until = now + policy.approval_window if new is State.APPROVED else row["valid_until"]
+        if new is State.EXPIRED:
+            valid_until = min(row["valid_until"], now)
+        updated = await conn.fetchrow(
+            f"UPDATE {TABLE} SET status = $3, modified_at = $4, valid_until = $5, version = version + 1"
+            + (", reviewed_by_user_id = $6, reviewed_by_upn = $7, reviewed_at = $4, reviewer_justification = $8"
+               if review else "")
+            + " WHERE tenant_id = $1 AND id = $2 RETURNING *",
+            row["tenant_id"], row["id"], new.value, now, valid_until,
+            *((actor.id, actor.upn, justification) if review else ()))
+        verb = action.value.title()
+        await audit(conn, row["tenant_id"], actor, now, f"{verb} ElevationRequest", "Action", row["id"],
+                    resource_name=row["file_name"], old_state=stored.value, new_state=new.value,
+                    reason=justification)
+        # Per device, decisions commit in sequence order (a watcher's cursor never skips one).
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                           f"epm.decisions.{row['tenant_id']}.{row['device_id']}")
+        await conn.execute(
+            "INSERT INTO requests.decisions (tenant_id, device_id, request_id, file_hash, status, decided_at, "
+            "valid_until) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            row["tenant_id"], row["device_id"], row["id"], row["file_hash"], new.value, now,
+            valid_until if new is State.APPROVED else None)
+        return updated
+
+
+async def audit(conn, tenant: str, actor: Actor, at: datetime, activity: str, operation: str, resource_id,
+                *, resource_type: str = "ElevationRequest", resource_name: str = "", old_state: str = "",
+                new_state: str = "", reason: str = "") -> None:
+    await conn.execute(
+        "INSERT INTO requests.audit_events (tenant_id, id, at, activity, operation, actor_type, actor_id, "
+        "actor_upn, resource_type, resource_id, resource_name, old_state, new_state, reason, correlation_id) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        tenant, uuid.uuid4(), at, activity, operation, actor.type, actor.id, actor.upn, resource_type,
+        str(resource_id), resource_name, old_state, new_state, reason, actor.correlation_id)

@@ -109,10 +109,11 @@ def load(url: str, token: str, prefix: str, seconds: float, args) -> dict:
 def measure(name: str, url: str, token: str, servers: list[c.Proc], tag: str, args) -> dict:
     """Warm-up, then the measured run; adds server CPU µs per request and the 201s of both runs."""
     warm = load(url, token, f"{tag}-w", args.warmup, args) if args.warmup else {"created": 0, "sent": 0}
-    cpu = sum(c.cpu_seconds(p.pid) for p in servers)
+    before = [c.cpu_seconds(p.pid) for p in servers]
     result = load(url, token, f"{tag}-m", args.seconds, args)
-    cpu = sum(c.cpu_seconds(p.pid) for p in servers) - cpu
-    result.update(name=name, rate=result["requests"] / result["seconds"], cpu_us=cpu / result["requests"] * 1e6,
+    split = [(c.cpu_seconds(p.pid) - b) / result["requests"] * 1e6 for p, b in zip(servers, before)]
+    result.update(name=name, rate=result["requests"] / result["seconds"], cpu_us=sum(split),
+                  split=" + ".join(f"{p.name} {us:.0f}" for p, us in zip(servers, split)),
                   created_total=warm["created"] + result["created"], sent_total=warm["sent"] + result["sent"])
     return result
 
@@ -164,6 +165,7 @@ async def main(args) -> None:
                                      f"{product['sent_total']} requests sent")
                 results["floor"].append(floor)
                 results["product"].append(product)
+                print(f"rep {rep + 1}: CPU µs/req floor {floor['split']}; product {product['split']}", flush=True)
                 print(f"rep {rep + 1}: floor {c.num(floor['rate'])} req/s, product {c.num(product['rate'])} req/s; "
                       f"stored {count}, 201s {product['created_total']}, sent {product['sent_total']} "
                       f"(stored - 201s = requests in flight when the load generator stopped)", flush=True)

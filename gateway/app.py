@@ -14,7 +14,7 @@ from services.common.auth import AuthError, TokenVerifier, bearer
 from services.common.logs import request_id
 from services.common.settings import Settings
 
-from . import elevations, errors
+from . import elevation_requests, elevations, errors, role_assignments
 from .graph import CHANNELS, PRINCIPAL, REQUEST_ID, SETTINGS, STUBS, VERIFIER
 
 log = logging.getLogger("epm.gateway")
@@ -49,9 +49,10 @@ async def graph_middleware(request: web.Request, handler):
     response.headers["request-id"] = rid
     response.headers["client-request-id"] = client_rid or rid
     response.headers["Cache-Control"] = "no-store"
-    log.info("%s %s %d", request.method, request.path, response.status, extra={"fields": {
-        "method": request.method, "path": request.path, "status": response.status, "client_request_id": client_rid,
-        "ms": round((time.perf_counter() - started) * 1000, 2)}})
+    if log.isEnabledFor(logging.INFO):
+        log.info("%s %s %d", request.method, request.path, response.status, extra={"fields": {
+            "method": request.method, "path": request.path, "status": response.status,
+            "client_request_id": client_rid, "ms": round((time.perf_counter() - started) * 1000, 2)}})
     return response
 
 
@@ -91,4 +92,6 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     elevations.add_routes(app)
+    elevation_requests.add_routes(app)
+    role_assignments.add_routes(app)
     return app

@@ -10,7 +10,7 @@ from epm.events.v1 import elevation_event_service_pb2_grpc as pb_grpc
 
 from . import graphjson, query
 from .errors import GraphError
-from .graph import TIMEOUT, read_json, reply, rpc_metadata, service_root, stub
+from .graph import call_options, collection_body, count_reply, entity_body, read_json, reply, service_root, stub
 
 PATH = "/beta/deviceManagement/privilegeManagementElevations"
 ENTITY_SET = "deviceManagement/privilegeManagementElevations"
@@ -24,14 +24,12 @@ def _stub(request: web.Request) -> pb_grpc.ElevationEventServiceStub:
     return stub(request, "events", pb_grpc.ElevationEventServiceStub)
 
 
-def _call(request: web.Request):
-    return {"metadata": rpc_metadata(request), "timeout": TIMEOUT}
-
-
 def _entity(request: web.Request, event: pb.ElevationEvent, select: tuple[str, ...] = ()) -> dict:
-    body = _project(graphjson.to_json(event, TYPE, NULL_WHEN_EMPTY), select)
-    context = f"{ENTITY_SET}({','.join(select)})" if select else ENTITY_SET
-    return {"@odata.context": f"{service_root(request)}/$metadata#{context}/$entity", **body}
+    return entity_body(request, ENTITY_SET, _json(event), select)
+
+
+def _json(event: pb.ElevationEvent) -> dict:
+    return graphjson.to_json(event, TYPE, NULL_WHEN_EMPTY)
 
 
 def _event_from(body) -> tuple[pb.ElevationEvent, list[str]]:
@@ -41,7 +39,7 @@ def _event_from(body) -> tuple[pb.ElevationEvent, list[str]]:
 
 async def create(request: web.Request) -> web.Response:
     event, _ = _event_from(await read_json(request))
-    stored = await _stub(request).RecordElevationEvent(pb.RecordElevationEventRequest(event=event), **_call(request))
+    stored = await _stub(request).RecordElevationEvent(pb.RecordElevationEventRequest(event=event), **call_options(request))
     response = reply(_entity(request, stored), status=201)
     response.headers["Location"] = f"{service_root(request)}/{ENTITY_SET}/{stored.id}"
     return response
@@ -51,33 +49,23 @@ async def list_(request: web.Request) -> web.Response:
     options = query.parse(request.query, LIST_OPTIONS, PROPERTIES)
     page = await _stub(request).ListElevationEvents(pb.ListElevationEventsRequest(
         filter=options.filter, order_by=options.orderby, page_size=options.top, page_token=options.skiptoken,
-        skip=options.skip, include_total_size=options.count), **_call(request))
-    context = f"{ENTITY_SET}({','.join(options.select)})" if options.select else ENTITY_SET
-    body: dict = {"@odata.context": f"{service_root(request)}/$metadata#{context}"}
-    if options.count:
-        body["@odata.count"] = page.total_size
-    if page.next_page_token:
-        body["@odata.nextLink"] = query.next_link(request.url, page.next_page_token)
-    body["value"] = [_project(graphjson.to_json(e, TYPE, NULL_WHEN_EMPTY), options.select) for e in page.events]
-    return reply(body)
-
-
-def _project(entity: dict, select: tuple[str, ...]) -> dict:
-    return {k: v for k, v in entity.items() if k in select or k in ("id", "@odata.type")} if select else entity
+        skip=options.skip, include_total_size=options.count), **call_options(request))
+    return reply(collection_body(request, ENTITY_SET, [_json(e) for e in page.events], options,
+                                 page.next_page_token, page.total_size))
 
 
 async def count(request: web.Request) -> web.Response:
     options = query.parse(request.query, frozenset({"filter"}), PROPERTIES)
     reply_ = await _stub(request).CountElevationEvents(pb.CountElevationEventsRequest(filter=options.filter),
-                                                       **_call(request))
-    return web.Response(text=str(reply_.count), content_type="text/plain")
+                                                       **call_options(request))
+    return count_reply(reply_.count)
 
 
 async def summary(request: web.Request) -> web.Response:
     """Extension (not in Graph): counts for reports, optionally over a $filter and with ?top=N lists."""
     options = query.parse(request.query, frozenset({"filter", "top"}), PROPERTIES)
     result = await _stub(request).SummarizeElevationEvents(
-        pb.SummarizeElevationEventsRequest(filter=options.filter, top=options.top), **_call(request))
+        pb.SummarizeElevationEventsRequest(filter=options.filter, top=options.top), **call_options(request))
     body = {"total": result.total}
     for field in pb.ElevationEventSummary.DESCRIPTOR.fields[1:]:
         body[field.json_name] = [{"key": b.key, "count": b.count} for b in getattr(result, field.name)]
@@ -87,7 +75,7 @@ async def summary(request: web.Request) -> web.Response:
 async def get(request: web.Request) -> web.Response:
     options = query.parse(request.query, frozenset({"select"}), PROPERTIES)
     event = await _stub(request).GetElevationEvent(pb.GetElevationEventRequest(id=request.match_info["id"]),
-                                                   **_call(request))
+                                                   **call_options(request))
     return reply(_entity(request, event, options.select))
 
 
@@ -98,13 +86,13 @@ async def update(request: web.Request) -> web.Response:
     event.id = request.match_info["id"]
     updated = await _stub(request).UpdateElevationEvent(
         pb.UpdateElevationEventRequest(event=event, update_mask=field_mask_pb2.FieldMask(paths=given)),
-        **_call(request))
+        **call_options(request))
     return reply(_entity(request, updated))
 
 
 async def delete(request: web.Request) -> web.Response:
     await _stub(request).DeleteElevationEvent(pb.DeleteElevationEventRequest(id=request.match_info["id"]),
-                                              **_call(request))
+                                              **call_options(request))
     return web.Response(status=204)
 
 

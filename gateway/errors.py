@@ -16,7 +16,7 @@ FROM_GRPC = {
     grpc.StatusCode.PERMISSION_DENIED: (403, "Forbidden"),
     grpc.StatusCode.NOT_FOUND: (404, "ResourceNotFound"),
     grpc.StatusCode.ALREADY_EXISTS: (409, "Conflict"),
-    grpc.StatusCode.ABORTED: (409, "Conflict"),
+    grpc.StatusCode.ABORTED: (412, "PreconditionFailed"),  # an If-Match ETag that is no longer current
     grpc.StatusCode.FAILED_PRECONDITION: (409, "Conflict"),
     grpc.StatusCode.RESOURCE_EXHAUSTED: (429, "TooManyRequests"),
     grpc.StatusCode.UNIMPLEMENTED: (501, "NotImplemented"),

@@ -54,3 +54,42 @@ async def read_json(request: web.Request):
         return json.loads(await request.read() or b"null")
     except (ValueError, UnicodeDecodeError):
         raise bad_request("The request body is not valid JSON.") from None
+
+
+def call_options(request: web.Request) -> dict:
+    """Keyword arguments for every backend call made on behalf of `request`."""
+    return {"metadata": rpc_metadata(request), "timeout": TIMEOUT}
+
+
+def project(entity: dict, select: tuple[str, ...]) -> dict:
+    """$select: the named properties, plus id and @odata.type."""
+    if not select:
+        return entity
+    return {k: v for k, v in entity.items() if k in select or k in ("id", "@odata.type", "@odata.etag")}
+
+
+def _context(request: web.Request, entity_set: str, select: tuple[str, ...]) -> str:
+    selected = f"({','.join(select)})" if select else ""
+    return f"{service_root(request)}/$metadata#{entity_set}{selected}"
+
+
+def entity_body(request: web.Request, entity_set: str, entity: dict, select: tuple[str, ...] = ()) -> dict:
+    return {"@odata.context": _context(request, entity_set, select) + "/$entity", **project(entity, select)}
+
+
+def collection_body(request: web.Request, entity_set: str, entities: list[dict], options, next_token: str,
+                    total: int) -> dict:
+    """A Graph collection: @odata.context, @odata.count ($count=true), @odata.nextLink (more pages), value."""
+    from . import query
+
+    body: dict = {"@odata.context": _context(request, entity_set, options.select)}
+    if options.count:
+        body["@odata.count"] = total
+    if next_token:
+        body["@odata.nextLink"] = query.next_link(request.url, next_token)
+    body["value"] = [project(e, options.select) for e in entities]
+    return body
+
+
+def count_reply(count: int) -> web.Response:
+    return web.Response(text=str(count), content_type="text/plain")

@@ -38,7 +38,7 @@ def _plan(descriptor: Descriptor) -> tuple:
         elif field.enum_type is not None:
             kind, detail = ENUM, (graph_names(field.enum_type), to_graph(field.enum_type, 0))
         else:
-            kind, detail = SCALAR, None
+            kind, detail = SCALAR, field.type == FieldDescriptor.TYPE_BOOL  # detail: is it a Boolean
         repeated = field.is_repeated
         plan.append((field.json_name, field.name, kind, detail, repeated))
     return tuple(plan)
@@ -74,7 +74,7 @@ def to_json(message: Message, type_name: str | None = None, null_when_empty: fro
 
 def from_json(body, message: Message, type_name: str | None = None,
               ignore: frozenset[str] = frozenset({"id"}), aliases: frozenset[str] = frozenset()) -> list[str]:
-    """Fills `message` from a Graph JSON object; returns the proto field names that were given.
+    """Fills a fresh `message` from a Graph JSON object; returns the proto field names that were given.
 
     Unknown properties and values of the wrong type raise a 400 GraphError naming the property. `aliases` are
     other accepted @odata.type names (e.g. a complex type's legacy name).
@@ -84,7 +84,7 @@ def from_json(body, message: Message, type_name: str | None = None,
         raise bad_request(f"A microsoft.graph.{type_name} must be a JSON object.")
     plan = {name: (field, kind, detail, repeated) for name, field, kind, detail, repeated in
             _plan(message.DESCRIPTOR)}
-    given = []
+    given, scalars = [], {}
     for name, value in body.items():
         if name == "@odata.type":
             accepted = {f"microsoft.graph.{t}" for t in (type_name, *aliases)}
@@ -99,8 +99,19 @@ def from_json(body, message: Message, type_name: str | None = None,
         if value is not None:
             if repeated:
                 raise bad_request(f"Property '{name}' cannot be set.")
-            _set(message, field, name, kind, detail, value)
+            if kind == SCALAR and (not detail or isinstance(value, bool)):
+                scalars[field] = value  # type-checked below, all at once
+            else:
+                _set(message, field, name, kind, detail, value)
         given.append(field)
+    if scalars:
+        try:
+            message.MergeFrom(type(message)(**scalars))  # one C call checks and sets them all
+        except (TypeError, ValueError):  # find the culprit, for a message that names it
+            by_field = {f: n for n, (f, *_) in plan.items()}
+            for field, value in scalars.items():
+                _set_scalar(message, message.DESCRIPTOR.fields_by_name[field], by_field[field], value)
+            raise
     return given
 
 

@@ -21,26 +21,38 @@ from .logs import request_id
 log = logging.getLogger("epm.grpc")
 
 
+def _request_id(context: grpc.aio.ServicerContext) -> str:
+    return next((v for k, v in context.invocation_metadata() or () if k == "x-request-id"), "") or str(uuid.uuid4())
+
+
 class RequestInterceptor(grpc.aio.ServerInterceptor):
-    """Sets the request id from `x-request-id` metadata, maps RpcError to its status, logs each call."""
+    """Sets the request id from `x-request-id` metadata, maps RpcError to its status, logs each call.
+    The wrapped handler of each method is built once."""
+
+    def __init__(self):
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(self, continuation, details):
+        if (wrapped := self._handlers.get(details.method)) is not None:
+            return wrapped
         handler = await continuation(details)
         if handler is None or details.method.startswith("/grpc."):
             return handler
-        rid = next((v for k, v in details.invocation_metadata or () if k == "x-request-id"), "") or str(uuid.uuid4())
         if handler.unary_unary:
-            return handler._replace(unary_unary=self._wrap(handler.unary_unary, details.method, rid))
-        if handler.stream_unary:
-            return handler._replace(stream_unary=self._wrap(handler.stream_unary, details.method, rid))
-        if handler.unary_stream:
-            return handler._replace(unary_stream=self._wrap_stream(handler.unary_stream, details.method, rid))
-        return handler
+            wrapped = handler._replace(unary_unary=self._wrap(handler.unary_unary, details.method))
+        elif handler.stream_unary:
+            wrapped = handler._replace(stream_unary=self._wrap(handler.stream_unary, details.method))
+        elif handler.unary_stream:
+            wrapped = handler._replace(unary_stream=self._wrap_stream(handler.unary_stream, details.method))
+        else:
+            wrapped = handler
+        self._handlers[details.method] = wrapped
+        return wrapped
 
     @staticmethod
-    def _wrap_stream(behavior, method: str, rid: str):
+    def _wrap_stream(behavior, method: str):
         async def call(request, context: grpc.aio.ServicerContext):
-            request_id.set(rid)
+            request_id.set(_request_id(context))
             log.info("%s started", method, extra={"fields": {"method": method}})
             try:
                 async for response in behavior(request, context):
@@ -50,9 +62,9 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         return call
 
     @staticmethod
-    def _wrap(behavior, method: str, rid: str):
+    def _wrap(behavior, method: str):
         async def call(request, context: grpc.aio.ServicerContext):
-            request_id.set(rid)
+            request_id.set(_request_id(context))
             started = time.perf_counter()
             code = "OK"
             try:
@@ -74,8 +86,9 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                 log.exception("unhandled error in %s", method)
                 await context.abort(grpc.StatusCode.INTERNAL, "Internal error.")
             finally:
-                log.info("%s %s", method, code, extra={"fields": {
-                    "method": method, "code": code, "ms": round((time.perf_counter() - started) * 1000, 2)}})
+                if log.isEnabledFor(logging.INFO):
+                    log.info("%s %s", method, code, extra={"fields": {
+                        "method": method, "code": code, "ms": round((time.perf_counter() - started) * 1000, 2)}})
         return call
 
 

@@ -38,7 +38,7 @@ class EventStore:
     def __init__(self, pool: asyncpg.Pool):
         self.pool = pool
         self._months: set[datetime] = set()  # partitions known to exist
-        self._single = Coalescer(self._insert_few)
+        self._single = Coalescer(self._insert_few, in_flight=1)
 
     async def insert(self, rows: list[tuple]) -> int:
         """Stores (tenant_id, *model.to_row) rows in one transaction; returns how many were new."""

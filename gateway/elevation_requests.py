@@ -1,0 +1,158 @@
+"""/beta/deviceManagement/elevationRequests and /auditEvents -> epm.requests.v1.ElevationRequestService."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from epm.requests.v1 import elevation_request_service_pb2 as pb
+from epm.requests.v1 import elevation_request_service_pb2_grpc as pb_grpc
+
+from . import graphjson, query
+from .errors import GraphError, bad_request
+from .graph import call_options, collection_body, count_reply, entity_body, read_json, reply, service_root, stub
+
+PATH = "/beta/deviceManagement/elevationRequests"
+ENTITY_SET = "deviceManagement/elevationRequests"
+TYPE = "privilegeManagementElevationRequest"
+AUDIT_PATH = "/beta/deviceManagement/auditEvents"
+AUDIT_SET = "deviceManagement/auditEvents"
+PROPERTIES = frozenset(f.json_name for f in pb.ElevationRequest.DESCRIPTOR.fields) - {"etag"}
+AUDIT_PROPERTIES = frozenset(f.json_name for f in pb.AuditEvent.DESCRIPTOR.fields)
+LIST_OPTIONS = frozenset({"filter", "orderby", "top", "skip", "skiptoken", "count", "select"})
+# Set by the service, never by a client: accepted in a body (SDKs send back what they read) but ignored.
+SERVER_SET = frozenset({
+    "id", "status", "requestCreatedDateTime", "requestLastModifiedDateTime", "requestExpiryDateTime",
+    "reviewCompletedByUserId", "reviewCompletedByUserPrincipalName", "reviewCompletedDateTime",
+    "reviewerJustification"})
+ACTIONS = {"approve": "ApproveElevationRequest", "deny": "DenyElevationRequest", "revoke": "RevokeElevationRequest"}
+
+
+def _stub(request: web.Request) -> pb_grpc.ElevationRequestServiceStub:
+    return stub(request, "requests", pb_grpc.ElevationRequestServiceStub)
+
+
+def etag_of(message: pb.ElevationRequest) -> str:
+    return f'W/"{message.etag}"'
+
+
+def if_match(request: web.Request) -> str:
+    """The version an If-Match header asks for ("" when absent, "*" for any)."""
+    value = request.headers.get("If-Match", "").strip()
+    if value in ("", "*"):
+        return value
+    version = value.removeprefix("W/").strip('"')
+    if not version.isdigit():
+        raise bad_request(f"If-Match '{value}' is not an ETag of this resource.")
+    return version
+
+
+def _json(message: pb.ElevationRequest) -> dict:
+    return {**graphjson.to_json(message, TYPE, skip=frozenset({"etag"})), "@odata.etag": etag_of(message)}
+
+
+def _entity_reply(request: web.Request, message: pb.ElevationRequest, status: int = 200,
+                  select: tuple[str, ...] = ()) -> web.Response:
+    response = reply(entity_body(request, ENTITY_SET, _json(message), select), status=status)
+    response.headers["ETag"] = etag_of(message)
+    return response
+
+
+async def create(request: web.Request) -> web.Response:
+    given = pb.ElevationRequest()
+    graphjson.from_json(await read_json(request), given, TYPE, ignore=SERVER_SET)
+    created = await _stub(request).CreateElevationRequest(
+        pb.CreateElevationRequestRequest(elevation_request=given), **call_options(request))
+    response = _entity_reply(request, created, status=201)
+    response.headers["Location"] = f"{service_root(request)}/{ENTITY_SET}/{created.id}"
+    return response
+
+
+async def list_(request: web.Request) -> web.Response:
+    options = query.parse(request.query, LIST_OPTIONS, PROPERTIES)
+    page = await _stub(request).ListElevationRequests(pb.ListElevationRequestsRequest(
+        filter=options.filter, order_by=options.orderby, page_size=options.top, page_token=options.skiptoken,
+        skip=options.skip, include_total_size=options.count), **call_options(request))
+    return reply(collection_body(request, ENTITY_SET, [_json(r) for r in page.elevation_requests], options,
+                                 page.next_page_token, page.total_size))
+
+
+async def count(request: web.Request) -> web.Response:
+    options = query.parse(request.query, frozenset({"filter"}), PROPERTIES)
+    counted = await _stub(request).CountElevationRequests(pb.CountElevationRequestsRequest(filter=options.filter),
+                                                          **call_options(request))
+    return count_reply(counted.count)
+
+
+async def get(request: web.Request) -> web.Response:
+    options = query.parse(request.query, frozenset({"select"}), PROPERTIES)
+    found = await _stub(request).GetElevationRequest(pb.GetElevationRequestRequest(id=request.match_info["id"]),
+                                                     **call_options(request))
+    return _entity_reply(request, found, select=options.select)
+
+
+async def update(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    given = pb.ElevationRequest()
+    fields = graphjson.from_json(body, given, TYPE, ignore=frozenset())
+    if changed := [f for f in fields if f != "request_justification"]:
+        raise bad_request(f"Only requestJustification can be changed; {changed[0]} is read-only.")
+    if not fields:
+        raise GraphError(400, "The request body names no property to update.")
+    updated = await _stub(request).UpdateElevationRequest(pb.UpdateElevationRequestRequest(
+        id=request.match_info["id"], request_justification=given.request_justification, etag=if_match(request)),
+        **call_options(request))
+    return _entity_reply(request, updated)
+
+
+async def delete(request: web.Request) -> web.Response:
+    await _stub(request).DeleteElevationRequest(
+        pb.DeleteElevationRequestRequest(id=request.match_info["id"], etag=if_match(request)),
+        **call_options(request))
+    return web.Response(status=204)
+
+
+async def review(request: web.Request) -> web.Response:
+    """approve, deny, revoke: {"reviewerJustification": "..."} (optional) -> 200 with the updated request."""
+    body = await read_json(request) if request.can_read_body else {}
+    if body is None:
+        body = {}
+    if not isinstance(body, dict) or set(body) - {"reviewerJustification"}:
+        unknown = sorted(set(body) - {"reviewerJustification"}) if isinstance(body, dict) else ["(not an object)"]
+        raise bad_request(f"The only parameter of this action is reviewerJustification, not {unknown[0]}.")
+    justification = body.get("reviewerJustification") or ""
+    if not isinstance(justification, str):
+        raise bad_request("reviewerJustification must be a string.")
+    method = getattr(_stub(request), ACTIONS[request.match_info["action"]])
+    updated = await method(pb.ReviewElevationRequestRequest(
+        id=request.match_info["id"], reviewer_justification=justification, etag=if_match(request)),
+        **call_options(request))
+    return _entity_reply(request, updated)
+
+
+async def get_all(request: web.Request) -> web.Response:
+    """getAllElevationRequests, bound to one request: every request the caller may see, paged."""
+    await _stub(request).GetElevationRequest(pb.GetElevationRequestRequest(id=request.match_info["id"]),
+                                             **call_options(request))
+    return await list_(request)
+
+
+async def audit_events(request: web.Request) -> web.Response:
+    options = query.parse(request.query, LIST_OPTIONS, AUDIT_PROPERTIES)
+    page = await _stub(request).ListAuditEvents(pb.ListAuditEventsRequest(
+        filter=options.filter, order_by=options.orderby, page_size=options.top, page_token=options.skiptoken,
+        skip=options.skip, include_total_size=options.count), **call_options(request))
+    return reply(collection_body(request, AUDIT_SET, [graphjson.to_json(e) for e in page.audit_events], options,
+                                 page.next_page_token, page.total_size))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post(PATH, create)
+    app.router.add_get(PATH, list_)
+    app.router.add_get(PATH + "/$count", count)
+    for item in (PATH + "/{id}", PATH + "('{id}')"):
+        app.router.add_get(item, get)
+        app.router.add_patch(item, update)
+        app.router.add_delete(item, delete)
+        app.router.add_post(item + "/{action:approve|deny|revoke}", review)
+        app.router.add_post(item + "/getAllElevationRequests", get_all)
+    app.router.add_get(AUDIT_PATH, audit_events)

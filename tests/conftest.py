@@ -62,8 +62,9 @@ def settings(database_url) -> Settings:
 
 
 @pytest.fixture(scope="session")
-async def events_service(settings):
-    running = await events_app.start(settings, "127.0.0.1:0")
+async def events_service(settings, requests_service):
+    running = await events_app.start(
+        replace(settings, requests_addr=f"127.0.0.1:{requests_service.port}"), "127.0.0.1:0")
     yield running
     await running.stop(1)
 

@@ -17,6 +17,7 @@ from ..common.server import Running, serve
 from ..common.settings import Settings
 from .servicer import ElevationEventServicer
 from .store import EventStore
+from .usage import UsageReporter
 
 log = logging.getLogger("epm.events")
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -30,7 +31,8 @@ async def start(settings: Settings, address: str | None = None) -> Running:
         await db.migrate(pool, "events", MIGRATIONS)
     store = EventStore(pool)
     verifier = TokenVerifier.from_settings(settings)
-    servicer = ElevationEventServicer(store, verifier, settings.events_retention_days)
+    usage = UsageReporter(settings.requests_addr)
+    servicer = ElevationEventServicer(store, verifier, settings.events_retention_days, usage)
     running = await serve(
         [(SERVICE, lambda server: pb_grpc.add_ElevationEventServiceServicer_to_server(servicer, server))],
         address or f"[::]:{settings.events_port}",
@@ -42,7 +44,7 @@ async def start(settings: Settings, address: str | None = None) -> Running:
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
 
-    running.cleanups += [pool.close, verifier.close, stop_sweeper]
+    running.cleanups += [pool.close, verifier.close, usage.close, stop_sweeper]
     return running
 
 

@@ -14,6 +14,7 @@ from ..common.auth import CONFIG_READ, CONFIG_WRITE, DEVICES_READ, DEVICES_WRITE
 from ..common.odata import ODataError
 from . import model
 from .store import EventStore
+from .usage import UsageReporter
 
 READ = (CONFIG_READ, CONFIG_WRITE, DEVICES_READ, DEVICES_WRITE)
 WRITE = (CONFIG_WRITE, DEVICES_WRITE)
@@ -30,8 +31,10 @@ def _uuid(text: str) -> str:
 
 
 class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
-    def __init__(self, store: EventStore, verifier: TokenVerifier, retention_days: int):
+    def __init__(self, store: EventStore, verifier: TokenVerifier, retention_days: int,
+                 usage: UsageReporter | None = None):
         self.store = store
+        self.usage = usage
         self.verifier = verifier
         self.retention_us = retention_days * 86_400_000_000
 
@@ -47,7 +50,10 @@ class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
         if reason := self._problem(request.event):
             raise errors.invalid(reason)
         row = model.to_row(request.event)
-        if await self.store.insert_one((caller.tenant_id, *row)):
+        new = await self.store.insert_one((caller.tenant_id, *row))
+        if self.usage:
+            self.usage.report([request.event], context.invocation_metadata())
+        if new:
             return model.stored(request.event, row[0])
         return model.from_row(await self.store.get(caller.tenant_id, row[0]))  # sent before: as stored then
 
@@ -59,16 +65,17 @@ class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
         writing: list[asyncio.Future] = []
         try:
             async for number, batch in _enumerate(request_iterator):
-                rows = []
+                rows, valid = [], []
                 for index, event in enumerate(batch.events):
                     if reason := self._problem(event):
                         result.rejected.add(batch=number, index=index, reason=reason)
                     else:
                         rows.append((tenant, *model.to_row(event)))
+                        valid.append(event)
                 result.received += len(batch.events)
                 if len(writing) == MAX_WRITES_IN_FLIGHT:
                     self._count(result, *await writing.pop(0))
-                writing.append(asyncio.ensure_future(self._insert(rows)))
+                writing.append(asyncio.ensure_future(self._insert(rows, valid, context.invocation_metadata())))
             for write in writing:
                 self._count(result, *await write)
         finally:
@@ -76,8 +83,11 @@ class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
                 write.cancel()
         return result
 
-    async def _insert(self, rows: list[tuple]) -> tuple[int, int]:
-        return len(rows), await self.store.insert(rows)
+    async def _insert(self, rows: list[tuple], events, metadata) -> tuple[int, int]:
+        inserted = await self.store.insert(rows)
+        if self.usage:  # only once they are stored
+            self.usage.report(events, metadata)
+        return len(rows), inserted
 
     @staticmethod
     def _count(result: pb.IngestElevationEventsResponse, valid: int, inserted: int) -> None:

@@ -1,0 +1,47 @@
+"""Tells the requests service when a device used a support-approved elevation, so the approved request
+for that device and file completes. Best effort and off the ingest path: a slow or absent requests
+service never slows or fails event ingest (a failure is logged)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from epm.events.v1 import elevation_event_service_pb2 as pb
+from epm.requests.v1 import elevation_request_service_pb2 as requests_pb
+from epm.requests.v1 import elevation_request_service_pb2_grpc as requests_grpc
+
+log = logging.getLogger("epm.events.usage")
+
+
+class UsageReporter:
+    def __init__(self, address: str):
+        self._channel = grpc.aio.insecure_channel(address)
+        self._stub = requests_grpc.ElevationRequestServiceStub(self._channel)
+        self._sending: set[asyncio.Task] = set()
+
+    def report(self, events, metadata) -> None:
+        """Forwards the supportApprovedElevation events among `events` with the caller's own credentials."""
+        used = [e for e in events if e.elevation_type == pb.ELEVATION_TYPE_SUPPORT_APPROVED_ELEVATION]
+        if used:
+            forwarded = tuple((k, v) for k, v in metadata if k in ("authorization", "x-request-id"))
+            task = asyncio.ensure_future(self._send(used, forwarded))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, used, metadata) -> None:
+        for event in used:
+            request = requests_pb.RecordElevationUsageRequest(
+                device_id=event.device_id, file_hash=event.hash.lower(), used_date_time=event.event_date_time)
+            try:
+                await self._stub.RecordElevationUsage(request, metadata=metadata, timeout=10)
+            except grpc.aio.AioRpcError as exc:
+                log.warning("could not report a support-approved elevation on %s: %s %s", event.device_id,
+                            exc.code().name, exc.details())
+
+    async def close(self) -> None:
+        if self._sending:
+            await asyncio.wait(self._sending, timeout=5)
+        await self._channel.close()

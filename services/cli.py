@@ -16,8 +16,11 @@ PROCESSES = ("events", "requests", "gateway")  # started by `epm up`, in this or
 ALL_SCOPES = (
     "DeviceManagementConfiguration.ReadWrite.All",
     "DeviceManagementManagedDevices.ReadWrite.All",
+    "RoleManagement.ReadWrite.Directory",
 )
 DEV_TENANT = "00000000-0000-4000-8000-000000000001"
+DEV_ADMIN = "00000000-0000-4000-8000-0000000000ad"  # the dev token's user: the same across restarts
+MANAGER_ROLE = "7f2d6a3c-0b1e-4c5d-9e8f-100000000001"  # Endpoint Privilege Manager
 
 
 def data_dir() -> Path:
@@ -102,13 +105,18 @@ def up(args: argparse.Namespace) -> None:
         if not _wait_ready(name, env, children[-1]):
             _stop(children)
             raise SystemExit(f"epm: the {name} process did not start; see its log above")
-    dev = mint(env["EPM_JWT_SECRET"], tenant=DEV_TENANT, scopes=ALL_SCOPES, upn="admin@contoso.example")
+    dev = mint(env["EPM_JWT_SECRET"], tenant=DEV_TENANT, scopes=ALL_SCOPES, upn="admin@contoso.example",
+               oid=DEV_ADMIN)
     print(f"\nepm is up.\n  Graph API : http://127.0.0.1:{args.port}/beta\n"
           f"  gRPC      : events {env['EPM_EVENTS_ADDR']}, requests {env['EPM_REQUESTS_ADDR']}\n"
           f"  database  : {_redact(env['EPM_DATABASE_URL'])}\n"
           f"  data dir  : {data_dir()}\n\nDev token (tenant {DEV_TENANT}, 8 h):\n{dev}\n\n"
           f"  curl -H \"Authorization: Bearer $TOKEN\" "
-          f"http://127.0.0.1:{args.port}/beta/deviceManagement/privilegeManagementElevations\n\nCtrl-C stops everything.",
+          f"http://127.0.0.1:{args.port}/beta/deviceManagement/privilegeManagementElevations\n"
+          f"  # to review requests, give yourself the Endpoint Privilege Manager role once:\n"
+          f"  curl -X POST -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
+          f"http://127.0.0.1:{args.port}/beta/privilegedRoleAssignments "
+          f"-d '{{\"userId\": \"{DEV_ADMIN}\", \"roleId\": \"{MANAGER_ROLE}\"}}'\n\nCtrl-C stops everything.",
           flush=True)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -179,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     p_token.add_argument("--scopes", default=" ".join(ALL_SCOPES), help="space-separated delegated scopes (scp)")
     p_token.add_argument("--roles", default="", help="space-separated application permissions (roles)")
     p_token.add_argument("--upn", default="admin@contoso.example")
-    p_token.add_argument("--oid", default=None)
+    p_token.add_argument("--oid", default=DEV_ADMIN, help="the user's object id (default: the dev admin)")
     p_token.add_argument("--hours", type=float, default=8.0)
     args = parser.parse_args(argv)
     if args.command == "up":

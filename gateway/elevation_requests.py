@@ -24,6 +24,7 @@ SERVER_SET = frozenset({
     "id", "status", "requestCreatedDateTime", "requestLastModifiedDateTime", "requestExpiryDateTime",
     "reviewCompletedByUserId", "reviewCompletedByUserPrincipalName", "reviewCompletedDateTime",
     "reviewerJustification"})
+NO_CORRELATION = "00000000-0000-0000-0000-000000000000"  # Guid.Empty: a change no request caused (expiry)
 ACTIONS = {"approve": "ApproveElevationRequest", "deny": "DenyElevationRequest", "revoke": "RevokeElevationRequest"}
 
 
@@ -95,7 +96,8 @@ async def update(request: web.Request) -> web.Response:
     given = pb.ElevationRequest()
     fields = graphjson.from_json(body, given, TYPE, ignore=frozenset())
     if changed := [f for f in fields if f != "request_justification"]:
-        raise bad_request(f"Only requestJustification can be changed; {changed[0]} is read-only.")
+        name = pb.ElevationRequest.DESCRIPTOR.fields_by_name[changed[0]].json_name  # the Graph name, not the proto's
+        raise bad_request(f"Only requestJustification can be changed; {name} is read-only.")
     if not fields:
         raise GraphError(400, "The request body names no property to update.")
     updated = await _stub(request).UpdateElevationRequest(pb.UpdateElevationRequestRequest(
@@ -119,7 +121,9 @@ async def review(request: web.Request) -> web.Response:
     if not isinstance(body, dict) or set(body) - {"reviewerJustification"}:
         unknown = sorted(set(body) - {"reviewerJustification"}) if isinstance(body, dict) else ["(not an object)"]
         raise bad_request(f"The only parameter of this action is reviewerJustification, not {unknown[0]}.")
-    justification = body.get("reviewerJustification") or ""
+    justification = body.get("reviewerJustification")
+    if justification is None:  # null or absent: no justification
+        justification = ""
     if not isinstance(justification, str):
         raise bad_request("reviewerJustification must be a string.")
     method = getattr(_stub(request), ACTIONS[request.match_info["action"]])
@@ -136,13 +140,37 @@ async def get_all(request: web.Request) -> web.Response:
     return await list_(request)
 
 
+def _audit_json(event: pb.AuditEvent) -> dict:
+    out = graphjson.to_json(event)
+    out["correlationId"] = out["correlationId"] or NO_CORRELATION  # an Edm.Guid: never "" (the SDK parses it)
+    return out
+
+
 async def audit_events(request: web.Request) -> web.Response:
     options = query.parse(request.query, LIST_OPTIONS, AUDIT_PROPERTIES)
     page = await _stub(request).ListAuditEvents(pb.ListAuditEventsRequest(
         filter=options.filter, order_by=options.orderby, page_size=options.top, page_token=options.skiptoken,
         skip=options.skip, include_total_size=options.count), **call_options(request))
-    return reply(collection_body(request, AUDIT_SET, [graphjson.to_json(e) for e in page.audit_events], options,
+    return reply(collection_body(request, AUDIT_SET, [_audit_json(e) for e in page.audit_events], options,
                                  page.next_page_token, page.total_size))
+
+
+async def audit_count(request: web.Request) -> web.Response:
+    options = query.parse(request.query, frozenset({"filter"}), AUDIT_PROPERTIES)
+    page = await _stub(request).ListAuditEvents(pb.ListAuditEventsRequest(
+        filter=options.filter, page_size=1, include_total_size=True), **call_options(request))
+    return count_reply(page.total_size)
+
+
+async def audit_event(request: web.Request) -> web.Response:
+    """GET auditEvents/{id}: the one event with that id (a list filtered on it: the service has no Get)."""
+    options = query.parse(request.query, frozenset({"select"}), AUDIT_PROPERTIES)
+    event_id = request.match_info["id"]
+    page = await _stub(request).ListAuditEvents(pb.ListAuditEventsRequest(
+        filter=f"id eq '{event_id.replace(chr(39), chr(39) * 2)}'", page_size=1), **call_options(request))
+    if not page.audit_events:
+        raise GraphError(404, f"No audit event with id '{event_id}'.")
+    return reply(entity_body(request, AUDIT_SET, _audit_json(page.audit_events[0]), options.select))
 
 
 def add_routes(app: web.Application) -> None:
@@ -156,3 +184,6 @@ def add_routes(app: web.Application) -> None:
         app.router.add_post(item + "/{action:approve|deny|revoke}", review)
         app.router.add_post(item + "/getAllElevationRequests", get_all)
     app.router.add_get(AUDIT_PATH, audit_events)
+    app.router.add_get(AUDIT_PATH + "/$count", audit_count)
+    for item in (AUDIT_PATH + "/{id}", AUDIT_PATH + "('{id}')"):
+        app.router.add_get(item, audit_event)

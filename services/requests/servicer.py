@@ -22,9 +22,10 @@ from ..common.odata import ODataError
 from . import roles
 from .decisions import DecisionHub
 from .lifecycle import Action, State, TransitionError, effective, justification_problem
-from .store import Actor, ETagMismatch, NotFound, RequestStore, SelfReview, TooManyOpen
+from .store import Actor, ETagMismatch, NotFound, NotPending, RequestStore, SelfReview, TooManyOpen
 
 READ = (CONFIG_READ, CONFIG_WRITE)
+AUDIT_READ = (*READ, "DeviceManagementApps.Read.All", "DeviceManagementApps.ReadWrite.All")  # as Graph documents
 WRITE = (CONFIG_WRITE,)
 DEVICE_READ = (CONFIG_READ, CONFIG_WRITE, DEVICES_READ, DEVICES_WRITE)
 DEVICE_WRITE = (CONFIG_WRITE, DEVICES_WRITE)
@@ -49,6 +50,9 @@ def domain_errors(request_id_: str = ""):
                               "The elevation request was changed since that ETag was read.") from None
     except TransitionError as exc:
         raise errors.RpcError(grpc.StatusCode.FAILED_PRECONDITION, "INVALID_TRANSITION", str(exc),
+                              state=exc.current.value) from None
+    except NotPending as exc:  # a state conflict, like an invalid transition (Graph: 409)
+        raise errors.RpcError(grpc.StatusCode.FAILED_PRECONDITION, "NOT_PENDING", str(exc),
                               state=exc.current.value) from None
     except SelfReview:
         raise errors.RpcError(grpc.StatusCode.PERMISSION_DENIED, "SELF_REVIEW",
@@ -86,11 +90,15 @@ def to_proto(row, now: datetime) -> pb.ElevationRequest:
     return message
 
 
+def category(resource_type: str) -> str:
+    return "Role" if resource_type == "privilegedRoleAssignment" else "ElevationRequests"
+
+
 def audit_to_proto(row) -> pb.AuditEvent:
     event = pb.AuditEvent(
         id=str(row["id"]), display_name=row["activity"], component_name="EndpointPrivilegeManagement",
         activity=row["activity"], activity_type=row["activity"], activity_operation_type=row["operation"],
-        activity_result=row["result"], correlation_id=row["correlation_id"], category="ElevationRequests",
+        activity_result=row["result"], correlation_id=row["correlation_id"], category=category(row["resource_type"]),
         actor=pb.AuditActor(type=row["actor_type"], user_id=row["actor_id"], user_principal_name=row["actor_upn"]),
     )
     event.activity_date_time.FromDatetime(row["at"])
@@ -140,6 +148,7 @@ class ElevationRequestServicer(pb_grpc.ElevationRequestServiceServicer):
             user_id, upn = principal.object_id, principal.upn
         else:  # a device agent asks on behalf of its user
             user_id, upn = given.requested_by_user_id, given.requested_by_user_principal_name
+        user_id = roles._canonical(user_id)  # an object id (GUID) in any case is the same user
         problems = [
             not given.requested_on_device_id.strip() and "requestedOnDeviceId is required.",
             not user_id and "requestedByUserId is required for application callers.",
@@ -254,7 +263,7 @@ class ElevationRequestServicer(pb_grpc.ElevationRequestServiceServicer):
         return decision
 
     async def ListAuditEvents(self, request, context):
-        principal, _ = await self._caller(context, READ, VIEW)
+        principal, _ = await self._caller(context, AUDIT_READ, VIEW)
         with domain_errors():
             rows, token = await self.store.audit_events(
                 principal.tenant_id, filter=request.filter, order_by=request.order_by,

@@ -10,7 +10,7 @@ from datetime import datetime
 import asyncpg
 
 from ..common import listing
-from ..common.odata import Field, ODataError
+from ..common.odata import Field
 from .lifecycle import Action, Policy, State, effective, transition
 
 TABLE = "requests.elevation_requests"
@@ -51,7 +51,8 @@ AUDIT_FIELDS: dict[str, Field] = {
     "activityOperationType": Field("operation", "string"),
     "activityResult": Field("result", "string"),
     "activityType": Field("activity", "string"),
-    "category": Field("'ElevationRequests'", "string"),
+    "category": Field("(CASE resource_type WHEN 'privilegedRoleAssignment' THEN 'Role' "
+                      "ELSE 'ElevationRequests' END)", "string"),
     "componentName": Field("'EndpointPrivilegeManagement'", "string"),
     "correlationId": Field("correlation_id", "string"),
     "actor/userId": Field("actor_id", "string"),
@@ -87,6 +88,14 @@ class TooManyOpen(Exception):
 
 class SelfReview(Exception):
     pass
+
+
+class NotPending(Exception):
+    """Only a pending request's justification can change; the message names the current state."""
+
+    def __init__(self, current: State):
+        super().__init__(f"Only a pending request can be changed; this one is {current.value}.")
+        self.current = current
 
 
 class RequestStore:
@@ -151,7 +160,7 @@ class RequestStore:
         other sees the new state (TransitionError)."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self._locked(conn, tenant, request_id, etag)
-            if forbid_self and actor.id and actor.id == row["requested_by_user_id"]:
+            if forbid_self and actor.id and actor.id.lower() == row["requested_by_user_id"].lower():  # GUIDs
                 raise SelfReview
             return await self._move(conn, row, action, actor, now, await self.policy(conn, tenant), justification)
 
@@ -161,7 +170,7 @@ class RequestStore:
             row = await self._locked(conn, tenant, request_id, etag)
             current = effective(State(row["status"]), row["valid_until"], now)
             if current is not State.PENDING:
-                raise ODataError(f"Only a pending request can be changed; this one is {current.value}.")
+                raise NotPending(current)
             updated = await conn.fetchrow(
                 f"UPDATE {TABLE} SET request_justification = $3, modified_at = $4, version = version + 1 "
                 "WHERE tenant_id = $1 AND id = $2 RETURNING *", tenant, row["id"], text, now)
@@ -197,7 +206,8 @@ class RequestStore:
             rows = await conn.fetch(
                 f"SELECT * FROM {TABLE} WHERE status IN ('pending', 'approved') AND valid_until <= $1 "
                 "ORDER BY valid_until LIMIT $2 FOR UPDATE SKIP LOCKED", now, limit)
-            for row in rows:
+            # Device by device: every sweep takes the per-device decision locks in one order (no deadlock).
+            for row in sorted(rows, key=lambda r: (r["tenant_id"], r["device_id"])):
                 await self._move(conn, row, Action.EXPIRE, SYSTEM, now, self.defaults)
             return len(rows)
 

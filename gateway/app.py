@@ -45,7 +45,8 @@ async def graph_middleware(request: web.Request, handler):
         response = errors.response(errors.GraphError(exc.status, exc.reason), rid, client_rid)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        response = errors.response(errors.GraphError(500, "The service failed to process the request."), rid, client_rid)
+        failure = errors.GraphError(500, "The service failed to process the request.")
+        response = errors.response(failure, rid, client_rid)
     response.headers["request-id"] = rid
     response.headers["client-request-id"] = client_rid or rid
     response.headers["Cache-Control"] = "no-store"

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from aiohttp import web
-
 from epm.requests.v1 import elevation_request_service_pb2 as pb
 from epm.requests.v1 import elevation_request_service_pb2_grpc as pb_grpc
 
 from . import graphjson, query
 from .errors import GraphError, bad_request
-from .graph import call_options, collection_body, count_reply, entity_body, read_json, reply, service_root, stub
+from .graph import (
+    call_options,
+    count_reply,
+    entity_body,
+    list_collection,
+    read_json,
+    reply,
+    service_root,
+    stub,
+)
 
 PATH = "/beta/deviceManagement/elevationRequests"
 ENTITY_SET = "deviceManagement/elevationRequests"
@@ -18,7 +26,6 @@ AUDIT_PATH = "/beta/deviceManagement/auditEvents"
 AUDIT_SET = "deviceManagement/auditEvents"
 PROPERTIES = frozenset(f.json_name for f in pb.ElevationRequest.DESCRIPTOR.fields) - {"etag"}
 AUDIT_PROPERTIES = frozenset(f.json_name for f in pb.AuditEvent.DESCRIPTOR.fields)
-LIST_OPTIONS = frozenset({"filter", "orderby", "top", "skip", "skiptoken", "count", "select"})
 # Set by the service, never by a client: accepted in a body (SDKs send back what they read) but ignored.
 SERVER_SET = frozenset({
     "id", "status", "requestCreatedDateTime", "requestLastModifiedDateTime", "requestExpiryDateTime",
@@ -69,12 +76,8 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def list_(request: web.Request) -> web.Response:
-    options = query.parse(request.query, LIST_OPTIONS, PROPERTIES)
-    page = await _stub(request).ListElevationRequests(pb.ListElevationRequestsRequest(
-        filter=options.filter, order_by=options.orderby, page_size=options.top, page_token=options.skiptoken,
-        skip=options.skip, include_total_size=options.count), **call_options(request))
-    return reply(collection_body(request, ENTITY_SET, [_json(r) for r in page.elevation_requests], options,
-                                 page.next_page_token, page.total_size))
+    return await list_collection(request, _stub(request).ListElevationRequests, pb.ListElevationRequestsRequest,
+                                 "elevation_requests", _json, ENTITY_SET, PROPERTIES)
 
 
 async def count(request: web.Request) -> web.Response:
@@ -147,12 +150,8 @@ def _audit_json(event: pb.AuditEvent) -> dict:
 
 
 async def audit_events(request: web.Request) -> web.Response:
-    options = query.parse(request.query, LIST_OPTIONS, AUDIT_PROPERTIES)
-    page = await _stub(request).ListAuditEvents(pb.ListAuditEventsRequest(
-        filter=options.filter, order_by=options.orderby, page_size=options.top, page_token=options.skiptoken,
-        skip=options.skip, include_total_size=options.count), **call_options(request))
-    return reply(collection_body(request, AUDIT_SET, [_audit_json(e) for e in page.audit_events], options,
-                                 page.next_page_token, page.total_size))
+    return await list_collection(request, _stub(request).ListAuditEvents, pb.ListAuditEventsRequest,
+                                 "audit_events", _audit_json, AUDIT_SET, AUDIT_PROPERTIES)
 
 
 async def audit_count(request: web.Request) -> web.Response:

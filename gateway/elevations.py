@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 from aiohttp import web
-from google.protobuf import field_mask_pb2
-
 from epm.events.v1 import elevation_event_service_pb2 as pb
 from epm.events.v1 import elevation_event_service_pb2_grpc as pb_grpc
+from google.protobuf import field_mask_pb2
 
 from . import graphjson, query
 from .errors import GraphError
-from .graph import call_options, collection_body, count_reply, entity_body, read_json, reply, service_root, stub
+from .graph import call_options, count_reply, entity_body, list_collection, read_json, reply, service_root, stub
 
 PATH = "/beta/deviceManagement/privilegeManagementElevations"
 ENTITY_SET = "deviceManagement/privilegeManagementElevations"
 TYPE = "privilegeManagementElevation"
 NULL_WHEN_EMPTY = frozenset({"justification"})
 PROPERTIES = frozenset(f.json_name for f in pb.ElevationEvent.DESCRIPTOR.fields)
-LIST_OPTIONS = frozenset({"filter", "orderby", "top", "skip", "skiptoken", "count", "select"})
 
 
 def _stub(request: web.Request) -> pb_grpc.ElevationEventServiceStub:
@@ -39,19 +37,16 @@ def _event_from(body) -> tuple[pb.ElevationEvent, list[str]]:
 
 async def create(request: web.Request) -> web.Response:
     event, _ = _event_from(await read_json(request))
-    stored = await _stub(request).RecordElevationEvent(pb.RecordElevationEventRequest(event=event), **call_options(request))
+    stored = await _stub(request).RecordElevationEvent(pb.RecordElevationEventRequest(event=event),
+                                                       **call_options(request))
     response = reply(_entity(request, stored), status=201)
     response.headers["Location"] = f"{service_root(request)}/{ENTITY_SET}/{stored.id}"
     return response
 
 
 async def list_(request: web.Request) -> web.Response:
-    options = query.parse(request.query, LIST_OPTIONS, PROPERTIES)
-    page = await _stub(request).ListElevationEvents(pb.ListElevationEventsRequest(
-        filter=options.filter, order_by=options.orderby, page_size=options.top, page_token=options.skiptoken,
-        skip=options.skip, include_total_size=options.count), **call_options(request))
-    return reply(collection_body(request, ENTITY_SET, [_json(e) for e in page.events], options,
-                                 page.next_page_token, page.total_size))
+    return await list_collection(request, _stub(request).ListElevationEvents, pb.ListElevationEventsRequest,
+                                 "events", _json, ENTITY_SET, PROPERTIES)
 
 
 async def count(request: web.Request) -> web.Response:

@@ -9,6 +9,7 @@ from aiohttp import web
 from services.common.auth import Principal, TokenVerifier
 from services.common.settings import Settings
 
+from . import query
 from .errors import GraphError, bad_request
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -80,8 +81,6 @@ def entity_body(request: web.Request, entity_set: str, entity: dict, select: tup
 def collection_body(request: web.Request, entity_set: str, entities: list[dict], options, next_token: str,
                     total: int) -> dict:
     """A Graph collection: @odata.context, @odata.count ($count=true), @odata.nextLink (more pages), value."""
-    from . import query
-
     body: dict = {"@odata.context": _context(request, entity_set, options.select)}
     if options.count:
         body["@odata.count"] = total
@@ -93,3 +92,17 @@ def collection_body(request: web.Request, entity_set: str, entities: list[dict],
 
 def count_reply(count: int) -> web.Response:
     return web.Response(text=str(count), content_type="text/plain")
+
+
+LIST_OPTIONS = frozenset({"filter", "orderby", "top", "skip", "skiptoken", "count", "select"})
+
+
+async def list_collection(request: web.Request, rpc, request_type, items: str, to_json, entity_set: str,
+                          properties: frozenset[str]) -> web.Response:
+    """GET on a collection: OData options -> a List RPC (AIP-style request fields) -> a Graph collection."""
+    options = query.parse(request.query, LIST_OPTIONS, properties)
+    page = await rpc(request_type(
+        filter=options.filter, order_by=options.orderby, page_size=options.top, page_token=options.skiptoken,
+        skip=options.skip, include_total_size=options.count), **call_options(request))
+    return reply(collection_body(request, entity_set, [to_json(m) for m in getattr(page, items)], options,
+                                 page.next_page_token, page.total_size))

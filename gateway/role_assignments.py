@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from aiohttp import web
-
 from epm.requests.v1 import role_assignment_service_pb2 as pb
 from epm.requests.v1 import role_assignment_service_pb2_grpc as pb_grpc
 

@@ -162,7 +162,9 @@ def _redact(url: str) -> str:
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl() if parts.password else url
+    if not parts.password:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
 
 
 def _use_uvloop() -> None:

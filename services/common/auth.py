@@ -139,7 +139,7 @@ class TokenVerifier:
                     resp.raise_for_status()
                     document = await resp.json(content_type=None)
                 self._keys = {k.key_id: k for k in jwt.PyJWKSet.from_dict(document).keys if k.key_id}
-            except (aiohttp.ClientError, asyncio.TimeoutError, jwt.PyJWKSetError, ValueError) as exc:
+            except (TimeoutError, aiohttp.ClientError, jwt.PyJWKSetError, ValueError) as exc:
                 raise AuthError(f"Signing keys are unavailable ({type(exc).__name__}).") from None
 
     async def close(self) -> None:

@@ -23,11 +23,11 @@ async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, reason
     await context.abort_with_status(status(code, reason, message, **metadata))
 
 
-def invalid(message: str, **metadata: str) -> "RpcError":
+def invalid(message: str, **metadata: str) -> RpcError:
     return RpcError(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", message, **metadata)
 
 
-def not_found(message: str, **metadata: str) -> "RpcError":
+def not_found(message: str, **metadata: str) -> RpcError:
     return RpcError(grpc.StatusCode.NOT_FOUND, "NOT_FOUND", message, **metadata)
 
 

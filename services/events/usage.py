@@ -8,7 +8,6 @@ import asyncio
 import logging
 
 import grpc
-
 from epm.events.v1 import elevation_event_service_pb2 as pb
 from epm.requests.v1 import elevation_request_service_pb2 as requests_pb
 from epm.requests.v1 import elevation_request_service_pb2_grpc as requests_grpc

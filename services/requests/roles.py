@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 
 import asyncpg
 import grpc
-
 from epm.requests.v1 import role_assignment_service_pb2 as pb
 from epm.requests.v1 import role_assignment_service_pb2_grpc as pb_grpc
 

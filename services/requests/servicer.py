@@ -10,7 +10,6 @@ from collections.abc import Callable
 from datetime import datetime
 
 import grpc
-
 from epm.requests.v1 import elevation_request_service_pb2 as pb
 from epm.requests.v1 import elevation_request_service_pb2_grpc as pb_grpc
 

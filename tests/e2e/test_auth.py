@@ -24,7 +24,8 @@ def auth(token: str) -> dict:
 async def test_missing_malformed_expired_and_forged_tokens_are_401(anonymous, settings, token):
     expired = jwt.encode({"tid": "t", "exp": int(time.time()) - 3600}, settings.jwt_secret, algorithm="HS256")
     forged = token().rsplit(".", 1)[0] + ".c2lnbmF0dXJl"
-    other_key = jwt.encode({"tid": "t", "exp": int(time.time()) + 60}, "not-the-secret-but-just-as-long-as-it", algorithm="HS256")
+    other_key = jwt.encode({"tid": "t", "exp": int(time.time()) + 60}, "not-the-secret-but-just-as-long-as-it",
+                           algorithm="HS256")
     for headers in ({}, {"Authorization": "Basic abc"}, auth("not-a-jwt"), auth(expired), auth(forged),
                     auth(other_key)):
         async with anonymous.get(PATH, headers=headers) as resp:

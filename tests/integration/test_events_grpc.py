@@ -8,13 +8,12 @@ from datetime import datetime, timedelta, timezone
 
 import grpc
 import pytest
+from epm.events.v1 import elevation_event_service_pb2 as pb
+from epm.events.v1 import elevation_event_service_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
-
-from epm.events.v1 import elevation_event_service_pb2 as pb
-from epm.events.v1 import elevation_event_service_pb2_grpc as pb_grpc
 
 NOW = datetime.now(timezone.utc)
 

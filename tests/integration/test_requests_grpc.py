@@ -14,15 +14,15 @@ from datetime import datetime, timedelta, timezone
 import asyncpg
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
-
 from epm.events.v1 import elevation_event_service_pb2 as events_pb
 from epm.events.v1 import elevation_event_service_pb2_grpc as events_grpc
 from epm.requests.v1 import elevation_request_service_pb2 as pb
 from epm.requests.v1 import elevation_request_service_pb2_grpc as pb_grpc
 from epm.requests.v1 import role_assignment_service_pb2 as roles_pb
 from epm.requests.v1 import role_assignment_service_pb2_grpc as roles_grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
 from services.requests import app as requests_app
 from services.requests.lifecycle import Policy
 

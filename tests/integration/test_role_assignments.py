@@ -8,11 +8,11 @@ from datetime import timedelta
 import asyncpg
 import grpc
 import pytest
+from epm.requests.v1 import role_assignment_service_pb2 as pb
+from epm.requests.v1 import role_assignment_service_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from epm.requests.v1 import role_assignment_service_pb2 as pb
-from epm.requests.v1 import role_assignment_service_pb2_grpc as pb_grpc
 from services.requests.roles import permissions
 
 MANAGER = "7f2d6a3c-0b1e-4c5d-9e8f-100000000001"  # view + modify

@@ -2,6 +2,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 from epm.events.v1 import elevation_event_service_pb2 as pb
+
 from services.events import model
 
 NOW_DT = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
@@ -18,7 +19,7 @@ def valid(**fields) -> pb.ElevationEvent:
 def test_a_valid_event_has_no_problem_and_round_trips_through_a_row():
     event = valid(elevation_type=pb.ELEVATION_TYPE_SUPPORT_APPROVED_ELEVATION, result=7, justification="ok")
     assert model.problem(event, NOW, OLDEST) is None
-    row = dict(zip(model.COLUMNS, model.to_row(event)))
+    row = dict(zip(model.COLUMNS, model.to_row(event), strict=True))
     assert row["hash"] == "a" * 64 and row["elevation_type"] == "supportApprovedElevation"
     assert row["user_type"] == "undetermined" and row["process_type"] == "undefined"
     row["event_date_time"] = model.as_datetime(row["event_date_time"])  # as PostgreSQL returns it

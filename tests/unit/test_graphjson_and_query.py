@@ -1,8 +1,8 @@
 import pytest
+from epm.events.v1 import elevation_event_service_pb2 as pb
 from multidict import MultiDict
 from yarl import URL
 
-from epm.events.v1 import elevation_event_service_pb2 as pb
 from gateway import graphjson, query
 from gateway.errors import GraphError
 from services.common.enums import graph_names, to_graph

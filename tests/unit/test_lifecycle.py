@@ -8,8 +8,18 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from services.requests.lifecycle import (
-    FINAL, MAX_JUSTIFICATION, OPEN, TRANSITIONS, Action, Policy, State, TransitionError, effective,
-    justification_problem, transition, valid_until,
+    FINAL,
+    MAX_JUSTIFICATION,
+    OPEN,
+    TRANSITIONS,
+    Action,
+    Policy,
+    State,
+    TransitionError,
+    effective,
+    justification_problem,
+    transition,
+    valid_until,
 )
 
 S, A = State, Action

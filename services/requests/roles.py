@@ -10,7 +10,6 @@ An assignment is ACTIVE when `NOT eligible OR active_until > now`:
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -21,6 +20,7 @@ from epm.requests.v1 import role_assignment_service_pb2_grpc as pb_grpc
 
 from ..common import errors
 from ..common.auth import Principal, TokenVerifier, authorize
+from .store import Actor, audit
 
 READ = ("RoleManagement.Read.Directory", "RoleManagement.ReadWrite.Directory", "Directory.AccessAsUser.All")
 WRITE = ("RoleManagement.ReadWrite.Directory", "Directory.AccessAsUser.All")
@@ -51,9 +51,7 @@ DELETE = "DELETE FROM requests.role_assignments WHERE tenant_id = $1 AND user_id
 PERMISSIONS = ("SELECT DISTINCT p.permission FROM requests.role_assignments a "
                "JOIN requests.roles r ON r.id = a.role_id CROSS JOIN unnest(r.permissions) AS p(permission) "
                "WHERE a.tenant_id = $1 AND a.user_id = $2 AND (NOT a.eligible OR a.active_until > $3)")
-AUDIT = ("INSERT INTO requests.audit_events (tenant_id, id, at, activity, operation, actor_type, actor_id, "
-         "actor_upn, resource_type, resource_id, resource_name, old_state, new_state, reason, correlation_id) "
-         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)")
+
 
 
 async def permissions(conn, tenant_id: str, user_id: str, now: datetime) -> frozenset[str]:
@@ -65,11 +63,10 @@ async def permissions(conn, tenant_id: str, user_id: str, now: datetime) -> froz
 async def _audit(conn, tenant_id: str, caller: Principal, *, at: datetime, activity: str, operation: str,
                  resource_id: str, resource_name: str = "", old_state: str = "", new_state: str = "",
                  reason: str = "", correlation_id: str = "") -> None:
-    """One requests.audit_events row; call inside the transaction that makes the change."""
-    await conn.execute(
-        AUDIT, tenant_id, uuid.uuid4(), at, activity, operation, "ItPro" if caller.delegated else "Application",
-        caller.object_id, caller.upn, RESOURCE_TYPE, resource_id, resource_name, old_state, new_state, reason,
-        correlation_id)
+    """One audit event; call inside the transaction that makes the change."""
+    actor = Actor("ItPro" if caller.delegated else "Application", caller.object_id, caller.upn, correlation_id)
+    await audit(conn, tenant_id, actor, at, activity, operation, resource_id, resource_type=RESOURCE_TYPE,
+                resource_name=resource_name, old_state=old_state, new_state=new_state, reason=reason)
 
 
 # --- values ------------------------------------------------------------------------------------------

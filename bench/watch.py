@@ -318,11 +318,12 @@ async def main(args) -> None:
             rpc = [(timing[i][1] - timing[i][0]) * 1000 for i in ids]
             if args.trace:
                 seq = {r[2]: r[1] for r in got["records"]}
+                wall_start = start - time.monotonic() + time.time()
                 with open(args.trace, "w") as out:
                     out.write(json.dumps({"warm_up_arrivals": warm_arrivals}) + "\n")
                     for k, (i, (r, d)) in enumerate(zip(ids, order)):
                         out.write(json.dumps({"k": k, "round": r, "device": d, "id": i, "sequence": seq[i],
-                                              "scheduled": start - time.monotonic() + time.time() + k / args.rate,
+                                              "scheduled": wall_start + k / args.rate,
                                               "sent": timing[i][0], "returned": timing[i][1],
                                               "arrival": arrival[i]}) + "\n")
             print(f"delivery: all {len(ids)} approvals arrived exactly once, at the right watcher, as approved; "

@@ -34,7 +34,8 @@ SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 STATES = graph_numbers(pb.State.DESCRIPTOR)
 DETAIL = ("file_hash", "file_name", "file_path", "file_description", "publisher_name", "publisher_cert",
           "product_name", "product_internal_name", "product_version")
-WATCH_POLL = 5.0  # seconds a watcher waits for a notification before re-reading anyway
+WATCH_POLL = 30.0  # seconds a caught-up watcher waits for a notification before re-reading anyway
+DECISIONS_PAGE = 500
 
 
 @contextlib.contextmanager
@@ -243,12 +244,12 @@ class ElevationRequestServicer(pb_grpc.ElevationRequestServiceServicer):
         cursor = max(request.after, 0)
         with self.hub.watch(principal.tenant_id, request.device_id) as wake:
             while True:
-                wake.clear()
-                rows = await self.store.decisions(principal.tenant_id, request.device_id, cursor)
+                wake.clear()  # before reading: a decision committed from here on wakes us again
+                rows = await self.store.decisions(principal.tenant_id, request.device_id, cursor, DECISIONS_PAGE)
                 for row in rows:
                     yield self._decision(row)
                     cursor = row["sequence"]
-                if not rows:
+                if len(rows) < DECISIONS_PAGE:  # caught up: wait for news (or re-read now and then, to be safe)
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(wake.wait(), WATCH_POLL)
 

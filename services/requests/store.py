@@ -3,6 +3,7 @@ tenant except the expiry sweep, which works across tenants by design and then ac
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -61,6 +62,43 @@ AUDIT_FIELDS: dict[str, Field] = {
 }
 
 
+POLICY_TTL = 30.0  # seconds a replica trusts its copy of a tenant's policy
+
+
+
+def audit_from(source: str, first: int) -> str:
+    """The audit event of a change to the request in CTE `source`; its 11 parameters (see _audit_values) are
+    ${first} on."""
+    p = [f"${first + i}" for i in range(11)]
+    return ("INSERT INTO requests.audit_events (tenant_id, id, at, activity, operation, actor_type, actor_id, "
+            "actor_upn, resource_type, resource_id, resource_name, old_state, new_state, reason, correlation_id) "
+            f"SELECT tenant_id, {', '.join(p[:7])}, 'ElevationRequest', id::text, file_name, {', '.join(p[7:])} "
+            f"FROM {source}")
+
+
+# A transition: the update (only of the version read), its audit event and the device's decision. The decision
+# takes a per-device lock first, so per device decisions commit in sequence order (a cursor never skips one).
+MOVE = f"""
+WITH moved AS (
+    UPDATE {TABLE} SET status = $4, modified_at = $5, valid_until = $6, version = version + 1,
+        reviewed_by_user_id = CASE WHEN $7 THEN $8 ELSE reviewed_by_user_id END,
+        reviewed_by_upn = CASE WHEN $7 THEN $9 ELSE reviewed_by_upn END,
+        reviewed_at = CASE WHEN $7 THEN $5 ELSE reviewed_at END,
+        reviewer_justification = CASE WHEN $7 THEN $10 ELSE reviewer_justification END
+    WHERE tenant_id = $1 AND id = $2 AND version = $3
+    RETURNING *
+), audited AS (
+    {audit_from("moved", 11)}
+), decided AS (
+    INSERT INTO requests.decisions (tenant_id, device_id, request_id, file_hash, status, decided_at, valid_until)
+    SELECT m.tenant_id, m.device_id, m.id, m.file_hash, m.status, $5,
+           CASE WHEN m.status = 'approved' THEN m.valid_until END
+    FROM moved m, LATERAL (SELECT pg_advisory_xact_lock(
+        hashtextextended('epm.decisions.' || m.tenant_id || '.' || m.device_id, 0))) AS in_order
+)
+SELECT * FROM moved"""
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who caused a change, as the audit trail records it."""
@@ -102,18 +140,26 @@ class RequestStore:
     def __init__(self, pool: asyncpg.Pool, defaults: Policy):
         self.pool = pool
         self.defaults = defaults
+        self._policies: dict[str, tuple[Policy, float]] = {}  # tenant -> (policy, read at, monotonic)
 
     async def policy(self, conn, tenant: str) -> Policy:
+        """The tenant's policy; read at most every POLICY_TTL seconds (other replicas see a change that late)."""
+        cached = self._policies.get(tenant)
+        if cached and time.monotonic() - cached[1] < POLICY_TTL:
+            return cached[0]
         row = await conn.fetchrow(
             "SELECT approval_window, pending_ttl, max_open_per_device FROM requests.tenant_policies "
             "WHERE tenant_id = $1", tenant)
-        return Policy(*row) if row else self.defaults
+        policy = Policy(*row) if row else self.defaults
+        self._policies[tenant] = (policy, time.monotonic())
+        return policy
 
     async def set_policy(self, tenant: str, policy: Policy) -> None:
         await self.pool.execute(
             "INSERT INTO requests.tenant_policies VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id) DO UPDATE "
             "SET approval_window = $2, pending_ttl = $3, max_open_per_device = $4",
             tenant, policy.approval_window, policy.pending_ttl, policy.max_open_per_device)
+        self._policies.pop(tenant, None)
 
     # --- requests -----------------------------------------------------------------------------------
 
@@ -141,13 +187,13 @@ class RequestStore:
                 raise TooManyOpen
             values = dict(fields, tenant_id=tenant, id=uuid.uuid4(), status=State.PENDING.value, created_at=now,
                           modified_at=now, valid_until=now + policy.pending_ttl)
-            names = list(values)
+            names, n = list(values), len(values)
             row = await conn.fetchrow(
-                f"INSERT INTO {TABLE} ({', '.join(names)}) VALUES "
-                f"({', '.join(f'${i + 1}' for i in range(len(names)))}) RETURNING *", *values.values())
-            await audit(conn, tenant, actor, now, "Create ElevationRequest", "Create", row["id"],
-                        resource_name=row["file_name"], new_state=State.PENDING.value,
-                        reason=row["request_justification"])
+                f"WITH created AS (INSERT INTO {TABLE} ({', '.join(names)}) VALUES "
+                f"({', '.join(f'${i + 1}' for i in range(n))}) RETURNING *), "
+                f"audited AS ({audit_from('created', n + 1)}) SELECT * FROM created",
+                *values.values(), *_audit_values(actor, now, "Create ElevationRequest", "Create", "",
+                                                 State.PENDING.value, fields["request_justification"]))
             return row, True
 
     async def get(self, tenant: str, request_id: str) -> asyncpg.Record | None:
@@ -156,13 +202,20 @@ class RequestStore:
 
     async def act(self, tenant: str, request_id: str, action: Action, actor: Actor, now: datetime, *,
                   justification: str = "", etag: str = "", forbid_self: bool = False) -> asyncpg.Record:
-        """Applies a reviewer's action under a row lock: of two concurrent reviewers exactly one wins, the
-        other sees the new state (TransitionError)."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await self._locked(conn, tenant, request_id, etag)
+        """Applies a reviewer's action: one read, then one conditional write of the version that was read.
+        Of two concurrent reviewers exactly one wins; the other reads again and meets the new state
+        (TransitionError)."""
+        while True:
+            row = await self.get(tenant, request_id)
+            if row is None:
+                raise NotFound
+            if etag and etag != "*" and etag != str(row["version"]):
+                raise ETagMismatch
             if forbid_self and actor.id and actor.id.lower() == row["requested_by_user_id"].lower():  # GUIDs
                 raise SelfReview
-            return await self._move(conn, row, action, actor, now, await self.policy(conn, tenant), justification)
+            policy = await self.policy(self.pool, tenant)
+            if (moved := await self._move(self.pool, row, action, actor, now, policy, justification)) is not None:
+                return moved
 
     async def update_justification(self, tenant: str, request_id: str, text: str, actor: Actor, now: datetime,
                                    etag: str = "") -> asyncpg.Record:
@@ -249,38 +302,31 @@ class RequestStore:
         return row
 
     async def _move(self, conn, row, action: Action, actor: Actor, now: datetime, policy: Policy,
-                    justification: str = "") -> asyncpg.Record:
-        """One transition, with its audit event and the decision the device will see, in the caller's
-        transaction. The state machine decides from the state at `now`, not the last written one."""
+                    justification: str = "") -> asyncpg.Record | None:
+        """One transition with its audit event and the decision the device will see, in one statement.
+        None when the row is no longer the version read (someone else changed it first).
+        The state machine decides from the state at `now`, not the last written one."""
         stored = State(row["status"])
         current = effective(stored, row["valid_until"], now)
         # Reviewers act on the state at `now`; the system writes down what already happened (an expiry
         # that time decided, a use inside the window reported late), so it starts from the stored state.
         new = transition(stored if action in (Action.EXPIRE, Action.COMPLETE) else current, action)
-        review = action in (Action.APPROVE, Action.DENY, Action.REVOKE)
         valid_until = now + policy.approval_window if new is State.APPROVED else row["valid_until"]
         if new is State.EXPIRED:
             valid_until = min(row["valid_until"], now)
-        updated = await conn.fetchrow(
-            f"UPDATE {TABLE} SET status = $3, modified_at = $4, valid_until = $5, version = version + 1"
-            + (", reviewed_by_user_id = $6, reviewed_by_upn = $7, reviewed_at = $4, reviewer_justification = $8"
-               if review else "")
-            + " WHERE tenant_id = $1 AND id = $2 RETURNING *",
-            row["tenant_id"], row["id"], new.value, now, valid_until,
-            *((actor.id, actor.upn, justification) if review else ()))
-        verb = action.value.title()
-        await audit(conn, row["tenant_id"], actor, now, f"{verb} ElevationRequest", "Action", row["id"],
-                    resource_name=row["file_name"], old_state=stored.value, new_state=new.value,
-                    reason=justification)
-        # Per device, decisions commit in sequence order (a watcher's cursor never skips one).
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                           f"epm.decisions.{row['tenant_id']}.{row['device_id']}")
-        await conn.execute(
-            "INSERT INTO requests.decisions (tenant_id, device_id, request_id, file_hash, status, decided_at, "
-            "valid_until) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            row["tenant_id"], row["device_id"], row["id"], row["file_hash"], new.value, now,
-            valid_until if new is State.APPROVED else None)
-        return updated
+        review = action in (Action.APPROVE, Action.DENY, Action.REVOKE)
+        return await conn.fetchrow(
+            MOVE, row["tenant_id"], row["id"], row["version"], new.value, now, valid_until, review, actor.id,
+            actor.upn, justification,
+            *_audit_values(actor, now, f"{action.value.title()} ElevationRequest", "Action", stored.value,
+                           new.value, justification))
+
+
+def _audit_values(actor: Actor, at: datetime, activity: str, operation: str, old_state: str, new_state: str,
+                  reason: str) -> tuple:
+    """The parameters of AUDIT_FROM, in order."""
+    return (uuid.uuid4(), at, activity, operation, actor.type, actor.id, actor.upn, old_state, new_state, reason,
+            actor.correlation_id)
 
 
 async def audit(conn, tenant: str, actor: Actor, at: datetime, activity: str, operation: str, resource_id,

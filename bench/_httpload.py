@@ -41,7 +41,7 @@ async def run(cfg: dict) -> dict:
                 async with session.post(cfg["url"], data=body, headers=headers) as resp:
                     await resp.read()
                     status = resp.status
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 status = type(exc).__name__
             latencies.append(time.perf_counter() - started)
             statuses[status] += 1

@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg  # noqa: E402
 import grpc  # noqa: E402
+from epm.events.v1 import elevation_event_service_pb2 as pb  # noqa: E402
 
 from bench import _common as c  # noqa: E402
-from epm.events.v1 import elevation_event_service_pb2 as pb  # noqa: E402
 from services.common.auth import DEVICES_WRITE, mint  # noqa: E402
 from services.events import model  # noqa: E402
 

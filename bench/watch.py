@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # bench/requests.py must not shadow
 sys.path.insert(0, str(HERE.parent))
 
 import argparse  # noqa: E402
@@ -28,10 +27,10 @@ from collections import Counter, defaultdict  # noqa: E402
 
 import asyncpg  # noqa: E402
 import grpc  # noqa: E402
-
-from bench import _common as c  # noqa: E402
 from epm.requests.v1 import elevation_request_service_pb2 as pb  # noqa: E402
 from epm.requests.v1 import elevation_request_service_pb2_grpc as pb_grpc  # noqa: E402
+
+from bench import _common as c  # noqa: E402
 from services.common.auth import CONFIG_WRITE, DEVICES_READ, mint  # noqa: E402
 
 LOOP = "asyncio"  # set in __main__
@@ -168,7 +167,7 @@ class Watchers:
                 await self.ask(10, cmd="stop")
             try:
                 await asyncio.wait_for(self.proc.wait(), 15)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
 

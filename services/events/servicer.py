@@ -14,7 +14,7 @@ from ..common.auth import CONFIG_READ, CONFIG_WRITE, DEVICES_READ, DEVICES_WRITE
 from ..common.odata import ODataError
 from . import model
 from .store import EventStore
-from .usage import UsageReporter
+from .usage import SUPPORT_APPROVED, UsageReporter
 
 READ = (CONFIG_READ, CONFIG_WRITE, DEVICES_READ, DEVICES_WRITE)
 WRITE = (CONFIG_WRITE, DEVICES_WRITE)
@@ -51,8 +51,8 @@ class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
             raise errors.invalid(reason)
         row = model.to_row(request.event)
         new = await self.store.insert_one((caller.tenant_id, *row))
-        if self.usage:
-            self.usage.report([request.event], context.invocation_metadata())
+        if self.usage and request.event.elevation_type == SUPPORT_APPROVED:
+            self.usage.report([request.event], context)
         if new:
             return model.stored(request.event, row[0])
         return model.from_row(await self.store.get(caller.tenant_id, row[0]))  # sent before: as stored then
@@ -75,7 +75,7 @@ class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
                 result.received += len(batch.events)
                 if len(writing) == MAX_WRITES_IN_FLIGHT:
                     self._count(result, *await writing.pop(0))
-                writing.append(asyncio.ensure_future(self._insert(rows, valid, context.invocation_metadata())))
+                writing.append(asyncio.ensure_future(self._insert(rows, valid, context)))
             for write in writing:
                 self._count(result, *await write)
         finally:
@@ -83,10 +83,10 @@ class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
                 write.cancel()
         return result
 
-    async def _insert(self, rows: list[tuple], events, metadata) -> tuple[int, int]:
+    async def _insert(self, rows: list[tuple], events, context) -> tuple[int, int]:
         inserted = await self.store.insert(rows)
         if self.usage:  # only once they are stored
-            self.usage.report(events, metadata)
+            self.usage.report(events, context)
         return len(rows), inserted
 
     @staticmethod

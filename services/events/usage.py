@@ -13,6 +13,7 @@ from epm.requests.v1 import elevation_request_service_pb2 as requests_pb
 from epm.requests.v1 import elevation_request_service_pb2_grpc as requests_grpc
 
 log = logging.getLogger("epm.events.usage")
+SUPPORT_APPROVED = pb.ELEVATION_TYPE_SUPPORT_APPROVED_ELEVATION
 
 
 class UsageReporter:
@@ -21,10 +22,11 @@ class UsageReporter:
         self._stub = requests_grpc.ElevationRequestServiceStub(self._channel)
         self._sending: set[asyncio.Task] = set()
 
-    def report(self, events, metadata) -> None:
+    def report(self, events, context) -> None:
         """Forwards the supportApprovedElevation events among `events` with the caller's own credentials."""
-        used = [e for e in events if e.elevation_type == pb.ELEVATION_TYPE_SUPPORT_APPROVED_ELEVATION]
+        used = [e for e in events if e.elevation_type == SUPPORT_APPROVED]
         if used:
+            metadata = context.invocation_metadata()
             forwarded = tuple((k, v) for k, v in metadata if k in ("authorization", "x-request-id"))
             task = asyncio.ensure_future(self._send(used, forwarded))
             self._sending.add(task)

@@ -1,6 +1,6 @@
 """Create+approve pairs of elevation requests through the gateway against the one-hop floor.
 
-    .venv/bin/python bench/requests.py [--connections 32] [--seconds 8] [--warmup 1] [--reps 3]
+    .venv/bin/python bench/review.py [--connections 32] [--seconds 8] [--warmup 1] [--reps 3]
 
 Both sides get the same Python aiohttp load process (this file with --load, a separate process) that sends 2 HTTP
 requests per iteration, the second one naming what the first returned. See bench/README.md for what is compared
@@ -13,8 +13,6 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# This file is named requests.py: keep bench/ off the import path so it never shadows the `requests` package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent))
 
 import argparse  # noqa: E402
@@ -59,7 +57,7 @@ APPROVE_BODY = json.dumps({"reviewerJustification": "ok"})
 assert TEMPLATE.count("%s") == 1 and FLOOR_TEMPLATE.count("%s") == 2
 
 
-# ---- the load process (python bench/requests.py --load CONFIG_JSON) -----------------------------------------
+# ---- the load process (python bench/review.py --load CONFIG_JSON) -----------------------------------------
 
 async def load_run(cfg: dict) -> dict:
     """C workers, each: POST create, then POST approve on what it returned; bounded by time and pair count.
@@ -102,7 +100,7 @@ async def load_run(cfg: dict) -> dict:
                 if status != (201 if floor else 200) or (not floor and reviewed.get("status") != "approved"):
                     failures.append(f"approve {device}: {status} {text[:500]!r}")
                     return
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError) as exc:
+            except (TimeoutError, aiohttp.ClientError, ValueError, KeyError) as exc:
                 failures.append(f"{device}: {type(exc).__name__} {exc}")
                 return
             first_ms.append((t1 - t0) * 1000)

@@ -12,7 +12,7 @@ import asyncpg
 
 from ..common import listing
 from ..common.odata import Field
-from .lifecycle import Action, Policy, State, effective, transition
+from .lifecycle import TRANSITIONS, Action, Policy, State, effective, transition
 
 TABLE = "requests.elevation_requests"
 # The state at the instant of the query ($2): open requests past their deadline are expired.
@@ -78,14 +78,15 @@ def audit_from(source: str, first: int) -> str:
 
 # A transition: the update (only of the version read), its audit event and the device's decision. The decision
 # takes a per-device lock first, so per device decisions commit in sequence order (a cursor never skips one).
-MOVE = f"""
+_MOVE = f"""
 WITH moved AS (
-    UPDATE {TABLE} SET status = $4, modified_at = $5, valid_until = $6, version = version + 1,
+    UPDATE {TABLE} SET status = $4, modified_at = $5, valid_until = COALESCE($6, valid_until),
+        version = version + 1,
         reviewed_by_user_id = CASE WHEN $7 THEN $8 ELSE reviewed_by_user_id END,
         reviewed_by_upn = CASE WHEN $7 THEN $9 ELSE reviewed_by_upn END,
         reviewed_at = CASE WHEN $7 THEN $5 ELSE reviewed_at END,
         reviewer_justification = CASE WHEN $7 THEN $10 ELSE reviewer_justification END
-    WHERE tenant_id = $1 AND id = $2 AND version = $3
+    WHERE tenant_id = $1 AND id = $2 AND {{condition}}
     RETURNING *
 ), audited AS (
     {audit_from("moved", 11)}
@@ -97,6 +98,12 @@ WITH moved AS (
         hashtextextended('epm.decisions.' || m.tenant_id || '.' || m.device_id, 0))) AS in_order
 )
 SELECT * FROM moved"""
+# ... of the version read ($3)
+MOVE = _MOVE.format(condition="version = $3")
+# ... in one statement, for a reviewer's action that has one source state ($3), open until $5 (now). Nothing
+# changes (no row) when anything is off; the caller then reads the row to say what.
+REVIEW = _MOVE.format(condition="status = $3 AND valid_until > $5 AND ($22 = '' OR $22 = '*' OR version::text = $22) "
+                                "AND NOT ($23 AND lower(requested_by_user_id) = lower($8))")
 
 
 @dataclass(frozen=True)
@@ -205,6 +212,9 @@ class RequestStore:
         """Applies a reviewer's action: one read, then one conditional write of the version that was read.
         Of two concurrent reviewers exactly one wins; the other reads again and meets the new state
         (TransitionError)."""
+        review = await self._review(tenant, request_id, action, actor, now, justification, etag, forbid_self)
+        if review is not None:
+            return review
         while True:
             row = await self.get(tenant, request_id)
             if row is None:
@@ -300,6 +310,19 @@ class RequestStore:
         if etag and etag != "*" and etag != str(row["version"]):
             raise ETagMismatch
         return row
+
+    async def _review(self, tenant: str, request_id: str, action: Action, actor: Actor, now: datetime,
+                      justification: str, etag: str, forbid_self: bool) -> asyncpg.Record | None:
+        """The usual case of a reviewer's action, without reading first; None when it does not apply."""
+        sources = [state for (state, act), _ in TRANSITIONS.items() if act is action]
+        if len(sources) != 1:
+            return None
+        new = transition(sources[0], action)
+        valid_until = now + (await self.policy(self.pool, tenant)).approval_window if new is State.APPROVED else None
+        return await self.pool.fetchrow(
+            REVIEW, tenant, request_id, sources[0].value, new.value, now, valid_until, True, actor.id, actor.upn,
+            justification, *_audit_values(actor, now, f"{action.value.title()} ElevationRequest", "Action",
+                                          sources[0].value, new.value, justification), etag, forbid_self)
 
     async def _move(self, conn, row, action: Action, actor: Actor, now: datetime, policy: Policy,
                     justification: str = "") -> asyncpg.Record | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import re
 from pathlib import Path
@@ -68,3 +70,17 @@ async def migrate(url_or_pool: str | asyncpg.Pool, schema: str, directory: Path)
             await url_or_pool.release(conn)
         else:
             await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def locked_transaction(conn: asyncpg.Connection, key: str):
+    """A transaction that holds a transaction-scoped advisory lock on `key` from its start; BEGIN and the lock
+    take one round trip (the key is hashed here, so only a number reaches the SQL text)."""
+    number = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+    await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({number})")
+    try:
+        yield conn
+    except BaseException:
+        await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")

@@ -10,7 +10,7 @@ from datetime import datetime
 
 import asyncpg
 
-from ..common import listing
+from ..common import db, listing
 from ..common.odata import Field
 from .lifecycle import TRANSITIONS, Action, Policy, State, effective, transition
 
@@ -173,9 +173,8 @@ class RequestStore:
     async def create(self, tenant: str, fields: dict, actor: Actor, now: datetime) -> tuple[asyncpg.Record, bool]:
         """(row, created). An open request for the same device, user and file is returned instead of a new one;
         more than the tenant's cap of open requests on one device raises TooManyOpen."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                               f"epm.requests.{tenant}.{fields['device_id']}")
+        async with self.pool.acquire() as conn, db.locked_transaction(
+                conn, f"epm.requests.{tenant}.{fields['device_id']}"):
             policy = await self.policy(conn, tenant)
             open_rows = await conn.fetch(
                 f"SELECT * FROM {TABLE} WHERE tenant_id = $1 AND device_id = $2 "

@@ -41,7 +41,8 @@ def server_url():
     import pgserver
 
     with tempfile.TemporaryDirectory(prefix="epm-pg-") as directory:
-        yield pgserver.get_server(directory, cleanup_mode="delete").get_uri()
+        with pgserver.get_server(directory, cleanup_mode="delete") as server:  # stopped before its directory goes
+            yield server.get_uri()
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
+import aiohttp
 import asyncpg
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,3 +163,16 @@ def print_table(title: str, headers: list[str], rows: list[list]) -> None:
     line = lambda row: "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |"  # noqa: E731
     print(f"\n{title}", line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
           *map(line, cells[1:]), sep="\n", flush=True)
+
+
+async def gateway_count(url: str, token: str, filter_: str | None = None) -> int:
+    """GET {url}/$count (optionally with a $filter) through the gateway; aborts the bench on an error."""
+
+
+    query = f"?$filter={quote(filter_)}" if filter_ else ""
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+        async with http.get(f"{url}/$count{query}") as resp:
+            text = await resp.text()
+            if resp.status != 200:
+                raise SystemExit(f"$count failed: {resp.status} {text}")
+            return int(text)

@@ -24,7 +24,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import aiohttp  # noqa: E402
 
 from bench import _common as c  # noqa: E402
 from services.common.auth import DEVICES_WRITE, mint  # noqa: E402
@@ -118,15 +117,6 @@ def measure(name: str, url: str, token: str, servers: list[c.Proc], tag: str, ar
     return result
 
 
-async def stored(gateway: str, token: str) -> int:
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
-        async with http.get(f"{gateway}{PATH}/$count") as resp:
-            text = await resp.text()
-            if resp.status != 200:
-                raise SystemExit(f"$count failed: {resp.status} {text}")
-            return int(text)
-
-
 async def main(args) -> None:
     args.wrk = bool(shutil.which("wrk")) and not args.python_load
     print(f"rest bench: {args.reps} reps, {args.connections} connections, {args.warmup} s warm-up + "
@@ -159,7 +149,7 @@ async def main(args) -> None:
                 floor = measure("floor", floor_url, token, [onehop, health], f"{run}-f{rep}", args)
                 product = measure("product", gateway_url, token, [gateway, events], f"{run}-p{rep}", args)
                 await asyncio.sleep(1)  # lets requests that wrk abandoned at its stop finish in the server
-                count = await stored(gateway_url, token)
+                count = await c.gateway_count(gateway_url + PATH, token)
                 if not product["created_total"] <= count <= product["sent_total"]:
                     raise SystemExit(f"STORED MISMATCH: {count} events stored, {product['created_total']} 201s, "
                                      f"{product['sent_total']} requests sent")

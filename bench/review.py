@@ -24,7 +24,6 @@ import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
-from urllib.parse import quote  # noqa: E402
 
 import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
@@ -190,16 +189,6 @@ async def measure(name: str, url: str, token: str, servers: list[c.Proc], pg: Pg
     return result
 
 
-async def counted(gateway: str, token: str, filter_: str | None) -> int:
-    query = f"?$filter={quote(filter_)}" if filter_ else ""
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
-        async with http.get(f"{gateway}{PATH}/$count{query}") as resp:
-            text = await resp.text()
-            if resp.status != 200:
-                raise SystemExit(f"$count failed: {resp.status} {text}")
-            return int(text)
-
-
 async def main(args) -> None:
     print(f"requests bench: {args.reps} reps, {args.connections} concurrent workers, {args.warmup} s warm-up + "
           f"{args.seconds} s per run, load generator: python aiohttp process ({LOOP}), "
@@ -239,8 +228,8 @@ async def main(args) -> None:
                 floor = await measure("floor", floor_url, token, [onehop, health], None, f"{run}-f{rep}", args)
                 product = await measure("product", gateway_url, token, [gateway, requests_proc], pg,
                                         f"{run}-p{rep}", args)
-                approved = await counted(gateway_url, token, "status eq 'approved'")
-                total = await counted(gateway_url, token, None)
+                approved = await c.gateway_count(gateway_url + PATH, token, "status eq 'approved'")
+                total = await c.gateway_count(gateway_url + PATH, token)
                 if not approved == total == product["pairs_total"]:
                     raise SystemExit(f"STORED MISMATCH: {approved} approved and {total} requests stored, "
                                      f"{product['pairs_total']} create+approve pairs succeeded")

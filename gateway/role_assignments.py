@@ -8,7 +8,7 @@ from epm.requests.v1 import role_assignment_service_pb2_grpc as pb_grpc
 
 from . import graphjson, query
 from .errors import bad_request
-from .graph import TIMEOUT, caller, read_json, reply, rpc_metadata, service_root, stub
+from .graph import call_options, caller, read_json, reply, service_root, stub
 
 PATH = "/beta/privilegedRoleAssignments"
 ROLES_PATH = "/beta/privilegedRoles"
@@ -22,10 +22,6 @@ NUMBER_OR_STRING = (str, int, float)
 
 def _stub(request: web.Request) -> pb_grpc.RoleAssignmentServiceStub:
     return stub(request, "requests", pb_grpc.RoleAssignmentServiceStub)
-
-
-def _call(request: web.Request):
-    return {"metadata": rpc_metadata(request), "timeout": TIMEOUT}
 
 
 def _json(assignment: pb.RoleAssignment, select: tuple[str, ...] = ()) -> dict:
@@ -75,7 +71,7 @@ async def create(request: web.Request) -> web.Response:
     body = await _body(request, TYPE, {"userId": STRING, "roleId": STRING})
     created = await _stub(request).CreateRoleAssignment(
         pb.CreateRoleAssignmentRequest(user_id=body.get("userId", ""), role_id=body.get("roleId", "")),
-        **_call(request))
+        **call_options(request))
     response = reply(_entity(request, created), status=201)
     response.headers["Location"] = f"{service_root(request)}/{ENTITY_SET}/{created.id}"
     return response
@@ -83,7 +79,7 @@ async def create(request: web.Request) -> web.Response:
 
 async def list_(request: web.Request) -> web.Response:
     options = query.parse(request.query, frozenset({"select"}), PROPERTIES)
-    page = await _stub(request).ListRoleAssignments(pb.ListRoleAssignmentsRequest(), **_call(request))
+    page = await _stub(request).ListRoleAssignments(pb.ListRoleAssignmentsRequest(), **call_options(request))
     return reply(_collection(request, page.role_assignments, options.select))
 
 
@@ -93,20 +89,20 @@ async def my(request: web.Request) -> web.Response:
     if not caller(request).object_id:
         raise bad_request("The 'my' view needs a token of a signed-in user (with an oid claim).")
     page = await _stub(request).ListRoleAssignments(
-        pb.ListRoleAssignmentsRequest(user_id=caller(request).object_id), **_call(request))
+        pb.ListRoleAssignmentsRequest(user_id=caller(request).object_id), **call_options(request))
     return reply(_collection(request, page.role_assignments, options.select))
 
 
 async def get(request: web.Request) -> web.Response:
     options = query.parse(request.query, frozenset({"select"}), PROPERTIES)
     assignment = await _stub(request).GetRoleAssignment(pb.GetRoleAssignmentRequest(id=request.match_info["id"]),
-                                                        **_call(request))
+                                                        **call_options(request))
     return reply(_entity(request, assignment, options.select))
 
 
 async def delete(request: web.Request) -> web.Response:
     await _stub(request).DeleteRoleAssignment(pb.DeleteRoleAssignmentRequest(id=request.match_info["id"]),
-                                              **_call(request))
+                                              **call_options(request))
     return web.Response(status=204)
 
 
@@ -115,14 +111,14 @@ async def make_permanent(request: web.Request) -> web.Response:
                        {"reason": STRING, "ticketNumber": STRING, "ticketSystem": STRING})
     assignment = await _stub(request).MakePermanent(pb.MakePermanentRequest(
         id=request.match_info["id"], reason=body.get("reason", ""), ticket_number=body.get("ticketNumber", ""),
-        ticket_system=body.get("ticketSystem", "")), **_call(request))
+        ticket_system=body.get("ticketSystem", "")), **call_options(request))
     return reply(_entity(request, assignment))
 
 
 async def make_eligible(request: web.Request) -> web.Response:
     await _body(request, "makeEligible", {})
     assignment = await _stub(request).MakeEligible(pb.MakeEligibleRequest(id=request.match_info["id"]),
-                                                   **_call(request))
+                                                   **call_options(request))
     return reply(_entity(request, assignment))
 
 
@@ -131,14 +127,15 @@ async def self_activate(request: web.Request) -> web.Response:
                                                  "ticketNumber": STRING, "ticketSystem": STRING})
     assignment = await _stub(request).SelfActivate(pb.SelfActivateRequest(
         role_id=request.match_info["roleId"], reason=body.get("reason", ""), duration=body.get("duration", ""),
-        ticket_number=body.get("ticketNumber", ""), ticket_system=body.get("ticketSystem", "")), **_call(request))
+        ticket_number=body.get("ticketNumber", ""), ticket_system=body.get("ticketSystem", "")),
+        **call_options(request))
     return reply(_entity(request, assignment))
 
 
 async def list_roles(request: web.Request) -> web.Response:
     """The built-in roles: id, name and (an extension) the elevation request rights they grant."""
     query.parse(request.query, frozenset(), frozenset())
-    roles = await _stub(request).ListRoles(pb.ListRolesRequest(), **_call(request))
+    roles = await _stub(request).ListRoles(pb.ListRolesRequest(), **call_options(request))
     return reply({"@odata.context": f"{service_root(request)}/$metadata#privilegedRoles", "value": [
         {"@odata.type": "#microsoft.graph.privilegedRole", "id": r.id, "name": r.name,
          "permissions": list(r.permissions)} for r in roles.roles]})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -18,17 +20,24 @@ def status(code: grpc.StatusCode, reason: str, message: str, **metadata: str) ->
     )
 
 
-async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, reason: str, message: str, **metadata: str):
-    """Ends the call with `code`; never returns."""
-    await context.abort_with_status(status(code, reason, message, **metadata))
-
-
 def invalid(message: str, **metadata: str) -> RpcError:
     return RpcError(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", message, **metadata)
 
 
 def not_found(message: str, **metadata: str) -> RpcError:
     return RpcError(grpc.StatusCode.NOT_FOUND, "NOT_FOUND", message, **metadata)
+
+
+def no_such(noun: str, id: str) -> RpcError:
+    return not_found(f"No {noun} with id '{id}'.", id=id)
+
+
+def uuid_id(text: str, noun: str) -> str:
+    """`text` as a canonical UUID; an id that is not one cannot exist, so it is NOT_FOUND, not a bad request."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise no_such(noun, text) from None
 
 
 class RpcError(Exception):

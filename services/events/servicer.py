@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
 from epm.events.v1 import elevation_event_service_pb2 as pb
 from epm.events.v1 import elevation_event_service_pb2_grpc as pb_grpc
@@ -20,14 +19,7 @@ READ = (CONFIG_READ, CONFIG_WRITE, DEVICES_READ, DEVICES_WRITE)
 WRITE = (CONFIG_WRITE, DEVICES_WRITE)
 MAX_TOP = 100
 MAX_WRITES_IN_FLIGHT = 2
-
-
-def _uuid(text: str) -> str:
-    """A well-formed id, or NOT_FOUND (an id that cannot exist is simply not there)."""
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        raise errors.not_found(f"No elevation event with id '{text}'.", id=text) from None
+NOUN = "elevation event"
 
 
 class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
@@ -96,9 +88,9 @@ class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
 
     async def GetElevationEvent(self, request, context):
         caller = await self._caller(context, READ)
-        row = await self.store.get(caller.tenant_id, _uuid(request.id))
+        row = await self.store.get(caller.tenant_id, errors.uuid_id(request.id, NOUN))
         if row is None:
-            raise errors.not_found(f"No elevation event with id '{request.id}'.", id=request.id)
+            raise errors.no_such(NOUN, request.id)
         return model.from_row(row)
 
     async def ListElevationEvents(self, request, context):
@@ -124,14 +116,14 @@ class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
 
     async def UpdateElevationEvent(self, request, context):
         caller = await self._caller(context, WRITE)
-        event_id = _uuid(request.event.id)
+        event_id = errors.uuid_id(request.event.id, NOUN)
         paths = list(request.update_mask.paths) or list(model.UPDATABLE)
         if bad := [p for p in paths if p not in model.UPDATABLE]:
             key = ", ".join(model.graph_name(p) for p in bad)
             raise errors.invalid(f"Cannot update {key}: deviceId and eventDateTime identify the event.")
         current = await self.store.get(caller.tenant_id, event_id)
         if current is None:
-            raise errors.not_found(f"No elevation event with id '{request.event.id}'.", id=request.event.id)
+            raise errors.no_such(NOUN, request.event.id)
         merged = model.from_row(current)
         for path in paths:
             setattr(merged, path, getattr(request.event, path))
@@ -140,13 +132,13 @@ class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
         row = dict(zip(model.COLUMNS, model.to_row(merged), strict=True))
         updated = await self.store.update(caller.tenant_id, event_id, {p: row[p] for p in paths})
         if updated is None:
-            raise errors.not_found(f"No elevation event with id '{request.event.id}'.", id=request.event.id)
+            raise errors.no_such(NOUN, request.event.id)
         return model.from_row(updated)
 
     async def DeleteElevationEvent(self, request, context):
         caller = await self._caller(context, WRITE)
-        if not await self.store.delete(caller.tenant_id, _uuid(request.id)):
-            raise errors.not_found(f"No elevation event with id '{request.id}'.", id=request.id)
+        if not await self.store.delete(caller.tenant_id, errors.uuid_id(request.id, NOUN)):
+            raise errors.no_such(NOUN, request.id)
         return pb.DeleteElevationEventResponse()
 
     async def SummarizeElevationEvents(self, request, context):

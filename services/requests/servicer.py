@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import uuid
 from collections.abc import Callable
 from datetime import datetime
 
@@ -36,6 +35,7 @@ DETAIL = ("file_hash", "file_name", "file_path", "file_description", "publisher_
           "product_name", "product_internal_name", "product_version")
 WATCH_POLL = 30.0  # seconds a caught-up watcher waits for a notification before re-reading anyway
 DECISIONS_PAGE = 500
+NOUN = "elevation request"
 
 
 @contextlib.contextmanager
@@ -44,7 +44,7 @@ def domain_errors(request_id_: str = ""):
     try:
         yield
     except NotFound:
-        raise errors.not_found(f"No elevation request with id '{request_id_}'.", id=request_id_) from None
+        raise errors.no_such(NOUN, request_id_) from None
     except ETagMismatch:
         raise errors.RpcError(grpc.StatusCode.ABORTED, "ETAG_MISMATCH",
                               "The elevation request was changed since that ETag was read.") from None
@@ -63,12 +63,6 @@ def domain_errors(request_id_: str = ""):
     except ODataError as exc:
         raise errors.invalid(str(exc)) from None
 
-
-def _uuid(text: str) -> str:
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        raise errors.not_found(f"No elevation request with id '{text}'.", id=text) from None
 
 
 def to_proto(row, now: datetime) -> pb.ElevationRequest:
@@ -168,9 +162,9 @@ class ElevationRequestServicer(pb_grpc.ElevationRequestServiceServicer):
 
     async def GetElevationRequest(self, request, context):
         principal, _ = await self._caller(context, READ, VIEW)
-        row = await self.store.get(principal.tenant_id, _uuid(request.id))
+        row = await self.store.get(principal.tenant_id, errors.uuid_id(request.id, NOUN))
         if row is None:
-            raise errors.not_found(f"No elevation request with id '{request.id}'.", id=request.id)
+            raise errors.no_such(NOUN, request.id)
         return to_proto(row, self.clock())
 
     async def ListElevationRequests(self, request, context):
@@ -197,14 +191,15 @@ class ElevationRequestServicer(pb_grpc.ElevationRequestServiceServicer):
             raise errors.invalid(problem)
         now = self.clock()
         with domain_errors(request.id):
-            row = await self.store.update_justification(principal.tenant_id, _uuid(request.id),
+            row = await self.store.update_justification(principal.tenant_id, errors.uuid_id(request.id, NOUN),
                                                         request.request_justification, actor, now, request.etag)
         return to_proto(row, now)
 
     async def DeleteElevationRequest(self, request, context):
         principal, actor = await self._caller(context, WRITE, MODIFY)
         with domain_errors(request.id):
-            await self.store.delete(principal.tenant_id, _uuid(request.id), actor, self.clock(), request.etag)
+            await self.store.delete(principal.tenant_id, errors.uuid_id(request.id, NOUN), actor, self.clock(),
+                                    request.etag)
         return pb.DeleteElevationRequestResponse()
 
     async def _review(self, request, context, action: Action):
@@ -214,7 +209,7 @@ class ElevationRequestServicer(pb_grpc.ElevationRequestServiceServicer):
         now = self.clock()
         with domain_errors(request.id):
             row = await self.store.act(
-                principal.tenant_id, _uuid(request.id), action, actor, now,
+                principal.tenant_id, errors.uuid_id(request.id, NOUN), action, actor, now,
                 justification=request.reviewer_justification, etag=request.etag,
                 forbid_self=action is Action.APPROVE and principal.delegated)
         return to_proto(row, now)

@@ -215,11 +215,7 @@ class RequestStore:
         if review is not None:
             return review
         while True:
-            row = await self.get(tenant, request_id)
-            if row is None:
-                raise NotFound
-            if etag and etag != "*" and etag != str(row["version"]):
-                raise ETagMismatch
+            row = _current(await self.get(tenant, request_id), etag)
             if forbid_self and actor.id and actor.id.lower() == row["requested_by_user_id"].lower():  # GUIDs
                 raise SelfReview
             policy = await self.policy(self.pool, tenant)
@@ -302,13 +298,8 @@ class RequestStore:
     # --- internals ----------------------------------------------------------------------------------
 
     async def _locked(self, conn, tenant: str, request_id: str, etag: str) -> asyncpg.Record:
-        row = await conn.fetchrow(f"SELECT * FROM {TABLE} WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
-                                  tenant, request_id)
-        if row is None:
-            raise NotFound
-        if etag and etag != "*" and etag != str(row["version"]):
-            raise ETagMismatch
-        return row
+        return _current(await conn.fetchrow(f"SELECT * FROM {TABLE} WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+                                            tenant, request_id), etag)
 
     async def _review(self, tenant: str, request_id: str, action: Action, actor: Actor, now: datetime,
                       justification: str, etag: str, forbid_self: bool) -> asyncpg.Record | None:
@@ -342,6 +333,15 @@ class RequestStore:
             actor.upn, justification,
             *_audit_values(actor, now, f"{action.value.title()} ElevationRequest", "Action", stored.value,
                            new.value, justification))
+
+
+def _current(row: asyncpg.Record | None, etag: str) -> asyncpg.Record:
+    """The row read, if it exists and is the version an If-Match ETag (if any) names."""
+    if row is None:
+        raise NotFound
+    if etag and etag != "*" and etag != str(row["version"]):
+        raise ETagMismatch
+    return row
 
 
 def _audit_values(actor: Actor, at: datetime, activity: str, operation: str, old_state: str, new_state: str,

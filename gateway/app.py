@@ -14,7 +14,7 @@ from services.common.auth import AuthError, TokenVerifier, bearer
 from services.common.logs import request_id
 from services.common.settings import Settings
 
-from . import elevation_requests, elevations, errors, role_assignments
+from . import elevation_requests, elevations, errors, reputation, role_assignments
 from .graph import CHANNELS, PRINCIPAL, REQUEST_ID, SETTINGS, STUBS, VERIFIER
 
 log = logging.getLogger("epm.gateway")
@@ -82,7 +82,8 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
 
     async def lifecycle(app: web.Application):
         app[CHANNELS] = {"events": grpc.aio.insecure_channel(settings.events_addr),
-                         "requests": grpc.aio.insecure_channel(settings.requests_addr)}
+                         "requests": grpc.aio.insecure_channel(settings.requests_addr),
+                         "reputation": grpc.aio.insecure_channel(settings.reputation_addr)}
         app[STUBS] = {}
         yield
         for channel in app[CHANNELS].values():
@@ -95,4 +96,5 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
     elevations.add_routes(app)
     elevation_requests.add_routes(app)
     role_assignments.add_routes(app)
+    reputation.add_routes(app)
     return app

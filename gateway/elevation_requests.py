@@ -24,7 +24,7 @@ ENTITY_SET = "deviceManagement/elevationRequests"
 TYPE = "privilegeManagementElevationRequest"
 AUDIT_PATH = "/beta/deviceManagement/auditEvents"
 AUDIT_SET = "deviceManagement/auditEvents"
-PROPERTIES = frozenset(f.json_name for f in pb.ElevationRequest.DESCRIPTOR.fields) - {"etag"}
+PROPERTIES = frozenset(f.json_name for f in pb.ElevationRequest.DESCRIPTOR.fields) - {"etag", "reputation"}
 AUDIT_PROPERTIES = frozenset(f.json_name for f in pb.AuditEvent.DESCRIPTOR.fields)
 # Set by the service, never by a client: accepted in a body (SDKs send back what they read) but ignored.
 SERVER_SET = frozenset({
@@ -32,6 +32,7 @@ SERVER_SET = frozenset({
     "reviewCompletedByUserId", "reviewCompletedByUserPrincipalName", "reviewCompletedDateTime",
     "reviewerJustification"})
 NO_CORRELATION = "00000000-0000-0000-0000-000000000000"  # Guid.Empty: a change no request caused (expiry)
+NOT_GRAPH = frozenset({"etag", "reputation"})
 ACTIONS = {"approve": "ApproveElevationRequest", "deny": "DenyElevationRequest", "revoke": "RevokeElevationRequest"}
 
 
@@ -55,7 +56,13 @@ def if_match(request: web.Request) -> str:
 
 
 def _json(message: pb.ElevationRequest) -> dict:
-    return {**graphjson.to_json(message, TYPE, skip=frozenset({"etag"})), "@odata.etag": etag_of(message)}
+    """The Graph entity; the verdict attached by the reputation service (not a Graph property) rides along as
+    the instance annotation @epm.reputation, which Graph clients ignore."""
+    entity = {**graphjson.to_json(message, TYPE, skip=NOT_GRAPH), "@odata.etag": etag_of(message)}
+    if message.HasField("reputation"):
+        summary = graphjson.to_json(message.reputation)
+        entity["@epm.reputation"] = {k: v for k, v in summary.items() if k != "@odata.type"}
+    return entity
 
 
 def _entity_reply(request: web.Request, message: pb.ElevationRequest, status: int = 200,

@@ -1,4 +1,4 @@
-"""`epm`: run the system (`epm up`), one process (`epm serve NAME`), migrations, dev tokens."""
+"""`epm`: run the system (`epm up`), one process (`epm serve NAME`), migrations, feed imports, dev tokens."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-PROCESSES = ("events", "requests", "gateway")  # started by `epm up`, in this order
+PROCESSES = ("events", "requests", "reputation", "gateway")  # started by `epm up`, in this order
 ALL_SCOPES = (
     "DeviceManagementConfiguration.ReadWrite.All",
     "DeviceManagementManagedDevices.ReadWrite.All",
@@ -21,6 +21,7 @@ ALL_SCOPES = (
 DEV_TENANT = "00000000-0000-4000-8000-000000000001"
 DEV_ADMIN = "00000000-0000-4000-8000-0000000000ad"  # the dev token's user: the same across restarts
 MANAGER_ROLE = "7f2d6a3c-0b1e-4c5d-9e8f-100000000001"  # Endpoint Privilege Manager
+FEED_FORMATS = ("lolbas", "loldrivers", "malwarebazaar", "nsrl", "nsrl-legacy", "hashlist")
 
 
 def data_dir() -> Path:
@@ -62,6 +63,8 @@ def serve(name: str) -> None:
         from .events.__main__ import run
     elif name == "requests":
         from .requests.__main__ import run
+    elif name == "reputation":
+        from .reputation.__main__ import run
     else:
         raise SystemExit(f"unknown process {name!r}; choose from {', '.join(PROCESSES)}")
     asyncio.run(run(settings))
@@ -71,6 +74,7 @@ def migrate() -> None:
     from .common import db, logs
     from .common.settings import Settings
     from .events.app import MIGRATIONS as EVENTS
+    from .reputation.app import MIGRATIONS as REPUTATION
     from .requests.app import MIGRATIONS as REQUESTS
 
     settings = Settings.from_env()
@@ -78,10 +82,23 @@ def migrate() -> None:
     url = settings.database_url or embedded_database()
 
     async def run():
-        for schema, directory in (("events", EVENTS), ("requests", REQUESTS)):
+        for schema, directory in (("events", EVENTS), ("requests", REQUESTS), ("reputation", REPUTATION)):
             await db.migrate(url, schema, directory)
 
     asyncio.run(run())
+
+
+def feeds(args: argparse.Namespace) -> None:
+    """`epm feeds import FORMAT PATH` and `epm feeds list`, straight against the database (an operator's tool:
+    a Kubernetes Job or `kubectl exec` has the database URL, not a user's token)."""
+    from .common import logs
+    from .common.settings import Settings
+    from .reputation import feedcli
+
+    settings = Settings.from_env()
+    logs.configure("WARNING")
+    url = settings.database_url or embedded_database()
+    asyncio.run(feedcli.main(url, args))
 
 
 def token(args: argparse.Namespace) -> None:
@@ -99,6 +116,8 @@ def up(args: argparse.Namespace) -> None:
     env["EPM_DATABASE_URL"] = os.environ.get("EPM_DATABASE_URL") or embedded_database()
     env.setdefault("EPM_EVENTS_ADDR", f"127.0.0.1:{env.get('EPM_EVENTS_PORT', '50051')}")
     env.setdefault("EPM_REQUESTS_ADDR", f"127.0.0.1:{env.get('EPM_REQUESTS_PORT', '50052')}")
+    env.setdefault("EPM_REPUTATION_ADDR", f"127.0.0.1:{env.get('EPM_REPUTATION_PORT', '50053')}")
+    env.setdefault("EPM_OPERATOR_TENANT", DEV_TENANT)
     children = []
     for name in PROCESSES:
         children.append(subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name], env=env))
@@ -108,7 +127,8 @@ def up(args: argparse.Namespace) -> None:
     dev = mint(env["EPM_JWT_SECRET"], tenant=DEV_TENANT, scopes=ALL_SCOPES, upn="admin@contoso.example",
                oid=DEV_ADMIN)
     print(f"\nepm is up.\n  Graph API : http://127.0.0.1:{args.port}/beta\n"
-          f"  gRPC      : events {env['EPM_EVENTS_ADDR']}, requests {env['EPM_REQUESTS_ADDR']}\n"
+          f"  gRPC      : events {env['EPM_EVENTS_ADDR']}, requests {env['EPM_REQUESTS_ADDR']}, "
+          f"reputation {env['EPM_REPUTATION_ADDR']}\n"
           f"  database  : {_redact(env['EPM_DATABASE_URL'])}\n"
           f"  data dir  : {data_dir()}\n\nDev token (tenant {DEV_TENANT}, 8 h):\n{dev}\n\n"
           f"  curl -H \"Authorization: Bearer $TOKEN\" "
@@ -116,7 +136,10 @@ def up(args: argparse.Namespace) -> None:
           f"  # to review requests, give yourself the Endpoint Privilege Manager role once:\n"
           f"  curl -X POST -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
           f"http://127.0.0.1:{args.port}/beta/privilegedRoleAssignments "
-          f"-d '{{\"userId\": \"{DEV_ADMIN}\", \"roleId\": \"{MANAGER_ROLE}\"}}'\n\nCtrl-C stops everything.",
+          f"-d '{{\"userId\": \"{DEV_ADMIN}\", \"roleId\": \"{MANAGER_ROLE}\"}}'\n"
+          f"  # load threat intelligence (any time, also while epm is up):\n"
+          f"  epm feeds import loldrivers path/to/LOLDrivers/yaml; epm feeds import lolbas path/to/LOLBAS/yml\n"
+          f"\nCtrl-C stops everything.",
           flush=True)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -136,7 +159,7 @@ def _wait_ready(name: str, env: dict, child: subprocess.Popen, timeout: float = 
     import socket
 
     port = {"events": int(env.get("EPM_EVENTS_PORT", 50051)), "requests": int(env.get("EPM_REQUESTS_PORT", 50052)),
-            "gateway": int(env["EPM_GATEWAY_PORT"])}[name]
+            "reputation": int(env.get("EPM_REPUTATION_PORT", 50053)), "gateway": int(env["EPM_GATEWAY_PORT"])}[name]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and child.poll() is None:
         try:
@@ -184,6 +207,16 @@ def main(argv: list[str] | None = None) -> None:
     p_serve = sub.add_parser("serve", help="run one process (what each Kubernetes Deployment runs)")
     p_serve.add_argument("name", choices=PROCESSES)
     sub.add_parser("migrate", help="apply every service's database migrations, then exit")
+    p_feeds = sub.add_parser("feeds", help="import threat-intelligence feeds, list them")
+    feeds_sub = p_feeds.add_subparsers(dest="feeds_command", required=True)
+    p_import = feeds_sub.add_parser("import", help="import a feed file or folder (a new version of the feed)")
+    p_import.add_argument("format", choices=FEED_FORMATS)
+    p_import.add_argument("path", help="a file, a folder (lolbas, loldrivers) or a .zip (CSV formats)")
+    p_import.add_argument("--feed", default="", help="feed name (default: the format's name)")
+    p_import.add_argument("--tenant", default="", help="import for this tenant only (default: shared by all)")
+    p_import.add_argument("--source-version", default="", help="the data's own version (default: from SNAPSHOT)")
+    p_list = feeds_sub.add_parser("list", help="list the imported feeds")
+    p_list.add_argument("--tenant", default="", help="also this tenant's own feeds")
     p_token = sub.add_parser("token", help="mint a dev token (HS256, EPM_JWT_SECRET or the data dir's secret)")
     p_token.add_argument("--tenant", default=DEV_TENANT)
     p_token.add_argument("--scopes", default=" ".join(ALL_SCOPES), help="space-separated delegated scopes (scp)")
@@ -198,6 +231,8 @@ def main(argv: list[str] | None = None) -> None:
         serve(args.name)
     elif args.command == "migrate":
         migrate()
+    elif args.command == "feeds":
+        feeds(args)
     else:
         token(args)
 

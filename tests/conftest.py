@@ -22,9 +22,11 @@ from services.common import logs
 from services.common.auth import mint
 from services.common.settings import Settings
 from services.events import app as events_app
+from services.reputation import app as reputation_app
 from services.requests import app as requests_app
 
 ALL = ("DeviceManagementConfiguration.ReadWrite.All", "DeviceManagementManagedDevices.ReadWrite.All")
+OPERATOR_TENANT = "00000000-0000-4000-8000-00000000000f"  # may import feeds shared by every tenant
 
 
 def _with_database(url: str, name: str) -> str:
@@ -63,6 +65,30 @@ def settings(database_url) -> Settings:
 
 
 @pytest.fixture(scope="session")
+def reputation_address():
+    """The reputation service's address, known before it starts (requests and reputation call each other)."""
+    with tempfile.TemporaryDirectory(prefix="epm-sock-") as directory:
+        yield f"unix:{directory}/reputation.sock"
+
+
+@pytest.fixture(scope="session")
+async def reputation_service(settings, events_service, requests_service, reputation_address, clock):
+    running = await reputation_app.start(
+        replace(settings, events_addr=f"127.0.0.1:{events_service.port}",
+                requests_addr=f"127.0.0.1:{requests_service.port}", operator_tenant=OPERATOR_TENANT),
+        reputation_address, clock=clock.now)
+    yield running
+    await running.stop(1)
+
+
+@pytest.fixture(scope="session")
+async def reputation_channel(reputation_service, reputation_address):
+    channel = grpc.aio.insecure_channel(reputation_address)
+    yield channel
+    await channel.close()
+
+
+@pytest.fixture(scope="session")
 async def events_service(settings, requests_service):
     running = await events_app.start(
         replace(settings, requests_addr=f"127.0.0.1:{requests_service.port}"), "127.0.0.1:0")
@@ -96,8 +122,9 @@ def clock() -> Clock:
 
 
 @pytest.fixture(scope="session")
-async def requests_service(settings, clock):
-    running = await requests_app.start(settings, "127.0.0.1:0", clock=clock.now)
+async def requests_service(settings, clock, reputation_address):
+    running = await requests_app.start(replace(settings, reputation_addr=reputation_address), "127.0.0.1:0",
+                                       clock=clock.now)
     yield running
     await running.stop(1)
 
@@ -110,9 +137,9 @@ async def requests_channel(requests_service):
 
 
 @pytest.fixture(scope="session")
-async def gateway_url(settings, events_service, requests_service):
+async def gateway_url(settings, events_service, requests_service, reputation_service, reputation_address):
     app = create_app(replace(settings, events_addr=f"127.0.0.1:{events_service.port}",
-                             requests_addr=f"127.0.0.1:{requests_service.port}"))
+                             requests_addr=f"127.0.0.1:{requests_service.port}", reputation_addr=reputation_address))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

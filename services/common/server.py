@@ -44,6 +44,8 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             wrapped = handler._replace(stream_unary=self._wrap(handler.stream_unary, details.method))
         elif handler.unary_stream:
             wrapped = handler._replace(unary_stream=self._wrap_stream(handler.unary_stream, details.method))
+        elif handler.stream_stream:
+            wrapped = handler._replace(stream_stream=self._wrap_stream(handler.stream_stream, details.method))
         else:
             wrapped = handler
         self._handlers[details.method] = wrapped
@@ -59,6 +61,11 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                     yield response
             except RpcError as exc:
                 await context.abort_with_status(exc.status)
+            except (grpc.aio.AbortError, asyncio.CancelledError):
+                raise
+            except Exception:
+                log.exception("unhandled error in %s", method)
+                await context.abort(grpc.StatusCode.INTERNAL, "Internal error.")
         return call
 
     @staticmethod

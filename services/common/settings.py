@@ -26,7 +26,10 @@ class Settings:
     events_port: int = 50051
     events_addr: str = "127.0.0.1:50051"  # where the gateway finds the events service
     requests_port: int = 50052
-    requests_addr: str = "127.0.0.1:50052"  # where the gateway and the events service find the requests service
+    requests_addr: str = "127.0.0.1:50052"  # where the gateway, events and reputation find the requests service
+    reputation_port: int = 50053
+    reputation_addr: str = "127.0.0.1:50053"  # where the gateway and the requests service find reputation
+    operator_tenant: str = ""         # the tenant whose writers may import feeds shared by every tenant
     gateway_port: int = 8080
     events_retention_days: int = 365  # monthly partitions older than this are dropped
     approval_window_hours: float = 24.0  # default per tenant: elevation allowed this long after approval
@@ -50,6 +53,9 @@ class Settings:
             events_addr=env("EPM_EVENTS_ADDR", cls.events_addr),
             requests_port=_int("EPM_REQUESTS_PORT", cls.requests_port),
             requests_addr=env("EPM_REQUESTS_ADDR", cls.requests_addr),
+            reputation_port=_int("EPM_REPUTATION_PORT", cls.reputation_port),
+            reputation_addr=env("EPM_REPUTATION_ADDR", cls.reputation_addr),
+            operator_tenant=env("EPM_OPERATOR_TENANT", "").lower(),
             gateway_port=_int("EPM_GATEWAY_PORT", cls.gateway_port),
             approval_window_hours=float(env("EPM_APPROVAL_WINDOW_HOURS", str(cls.approval_window_hours))),
             pending_ttl_days=float(env("EPM_PENDING_TTL_DAYS", str(cls.pending_ttl_days))),

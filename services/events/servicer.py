@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime, timedelta, timezone
 
 from epm.events.v1 import elevation_event_service_pb2 as pb
 from epm.events.v1 import elevation_event_service_pb2_grpc as pb_grpc
@@ -20,6 +21,7 @@ WRITE = (CONFIG_WRITE, DEVICES_WRITE)
 MAX_TOP = 100
 MAX_WRITES_IN_FLIGHT = 2
 NOUN = "elevation event"
+STATS_LOOKBACK_DAYS = 90
 
 
 class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
@@ -153,6 +155,26 @@ class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
         out = pb.ElevationEventSummary(total=summary.pop("total"))
         for name, buckets in summary.items():
             getattr(out, name).extend(pb.Bucket(key=str(k), count=n) for k, n in buckets)
+        return out
+
+    async def GetElevationStats(self, request, context):
+        caller = await self._caller(context, READ)
+        if request.file_hash and not model.SHA256.match(request.file_hash):
+            raise errors.invalid("file_hash must be a SHA-256 digest: 64 hexadecimal characters.")
+        days = request.lookback_days or STATS_LOOKBACK_DAYS
+        if not 0 < days <= 3660:
+            raise errors.invalid("lookback_days must be between 1 and 3660.")
+        since = datetime.now(timezone.utc) - timedelta(days=days)
+        found = await self.store.stats(caller.tenant_id, request.file_hash.lower(), request.device_id, since)
+        out = pb.ElevationStats()
+        if (file := found["file"]) is not None:
+            out.file.SetInParent()
+            out.file.elevations, out.file.devices, out.file.users = file["elevations"], file["devices"], file["users"]
+            if file["first_seen"] is not None:
+                out.file.first_seen_date_time.FromDatetime(file["first_seen"])
+                out.file.last_seen_date_time.FromDatetime(file["last_seen"])
+        if (device := found["device"]) is not None:
+            out.device.CopyFrom(pb.DeviceStats(**dict(device)))
         return out
 
 

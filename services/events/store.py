@@ -122,6 +122,24 @@ class EventStore:
                 out[name] = [(r["key"], r["n"]) for r in rows]
         return out
 
+    async def stats(self, tenant: str, file_hash: str, device_id: str, since: datetime) -> dict:
+        """Prevalence of a file and activity of a device since `since`: counts, and the file's first and last
+        elevation (ever, not only in the window)."""
+        file = await self.pool.fetchrow(
+            f"SELECT count(*) FILTER (WHERE event_date_time >= $3) AS elevations, "
+            "count(DISTINCT device_id) FILTER (WHERE event_date_time >= $3) AS devices, "
+            "count(DISTINCT upn) FILTER (WHERE event_date_time >= $3 AND upn <> '') AS users, "
+            f"min(event_date_time) AS first_seen, max(event_date_time) AS last_seen FROM {TABLE} "
+            "WHERE tenant_id = $1 AND hash = $2", tenant, file_hash, since) if file_hash else None
+        device = await self.pool.fetchrow(
+            "SELECT count(*) AS elevations, "
+            "count(*) FILTER (WHERE elevation_type = 'unmanagedElevation') AS unmanaged_elevations, "
+            "count(*) FILTER (WHERE result <> 0) AS failed_elevations, count(DISTINCT hash) AS distinct_files, "
+            f"count(DISTINCT upn) FILTER (WHERE upn <> '') AS distinct_users FROM {TABLE} "
+            "WHERE tenant_id = $1 AND device_id = $2 AND event_date_time >= $3",
+            tenant, device_id, since) if device_id else None
+        return {"file": file, "device": device}
+
     async def _ensure_partitions(self, months: set[datetime]) -> None:
         missing = months - self._months
         if not missing:

@@ -23,6 +23,7 @@ from .lifecycle import Policy
 from .roles import RoleAssignmentServicer
 from .servicer import ElevationRequestServicer
 from .store import RequestStore
+from .verdicts import VerdictAttacher
 
 log = logging.getLogger("epm.requests")
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -50,7 +51,8 @@ async def start(settings: Settings, address: str | None = None,
     verifier = TokenVerifier.from_settings(settings)
     hub = DecisionHub(settings.database_url)
     await hub.start()
-    requests_servicer = ElevationRequestServicer(store, verifier, hub, clock)
+    verdicts = VerdictAttacher(settings.reputation_addr, store)
+    requests_servicer = ElevationRequestServicer(store, verifier, hub, clock, verdicts)
     roles_servicer = RoleAssignmentServicer(pool, verifier, clock)
     running = await serve(
         [(SERVICE, lambda server: pb_grpc.add_ElevationRequestServiceServicer_to_server(requests_servicer, server)),
@@ -65,7 +67,7 @@ async def start(settings: Settings, address: str | None = None,
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
 
-    running.cleanups += [pool.close, verifier.close, hub.stop, stop_sweeper]
+    running.cleanups += [pool.close, verifier.close, hub.stop, stop_sweeper, verdicts.close]
     running.store = store  # tests drive the sweeper and tenant policies through it
     return running
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import grpc
 from epm.requests.v1 import elevation_request_service_pb2 as pb
@@ -21,6 +22,7 @@ from . import roles
 from .decisions import DecisionHub
 from .lifecycle import Action, State, TransitionError, effective, justification_problem
 from .store import Actor, ETagMismatch, NotFound, NotPending, RequestStore, SelfReview, TooManyOpen
+from .verdicts import VerdictAttacher
 
 READ = (CONFIG_READ, CONFIG_WRITE)
 AUDIT_READ = (*READ, "DeviceManagementApps.Read.All", "DeviceManagementApps.ReadWrite.All")  # as Graph documents
@@ -36,6 +38,7 @@ DETAIL = ("file_hash", "file_name", "file_path", "file_description", "publisher_
 WATCH_POLL = 30.0  # seconds a caught-up watcher waits for a notification before re-reading anyway
 DECISIONS_PAGE = 500
 NOUN = "elevation request"
+HISTORY_LOOKBACK_DAYS = 90
 
 
 @contextlib.contextmanager
@@ -81,6 +84,11 @@ def to_proto(row, now: datetime) -> pb.ElevationRequest:
     message.request_expiry_date_time.FromDatetime(row["valid_until"])
     if row["reviewed_at"] is not None:
         message.review_completed_date_time.FromDatetime(row["reviewed_at"])
+    if row["analyzed_at"] is not None:
+        message.reputation.CopyFrom(pb.ReputationSummary(
+            verdict=row["verdict"], risk_score=row["risk_score"], recommendation=row["recommendation"],
+            app_reputation=row["app_reputation"]))
+        message.reputation.analyzed_date_time.FromDatetime(row["analyzed_at"])
     return message
 
 
@@ -108,8 +116,8 @@ def audit_to_proto(row) -> pb.AuditEvent:
 
 class ElevationRequestServicer(pb_grpc.ElevationRequestServiceServicer):
     def __init__(self, store: RequestStore, verifier: TokenVerifier, hub: DecisionHub,
-                 clock: Callable[[], datetime]):
-        self.store, self.verifier, self.hub, self.clock = store, verifier, hub, clock
+                 clock: Callable[[], datetime], verdicts: VerdictAttacher | None = None):
+        self.store, self.verifier, self.hub, self.clock, self.verdicts = store, verifier, hub, clock, verdicts
 
     async def _caller(self, context, scopes, right: str | None = None) -> tuple[Principal, Actor]:
         """The caller, checked for a Graph permission and, for users, the Intune right from a role assignment
@@ -132,7 +140,9 @@ class ElevationRequestServicer(pb_grpc.ElevationRequestServiceServicer):
         fields = self._new_request(request.elevation_request, principal)
         now = self.clock()
         with domain_errors():
-            row, _ = await self.store.create(principal.tenant_id, fields, actor, now)
+            row, created = await self.store.create(principal.tenant_id, fields, actor, now)
+        if created and self.verdicts:
+            self.verdicts.attach(principal.tenant_id, row, context)
         return to_proto(row, now)
 
     @staticmethod
@@ -256,6 +266,26 @@ class ElevationRequestServicer(pb_grpc.ElevationRequestServiceServicer):
         if row["valid_until"] is not None:
             decision.valid_until_date_time.FromDatetime(row["valid_until"])
         return decision
+
+    async def GetRequestHistory(self, request, context):
+        """Counts for risk scoring. Reading another user's or a device's history needs the view right; a user may
+        always read their own (the reputation service asks with the requester's token when a request is made)."""
+        principal = await authorize(self.verifier, context.invocation_metadata(), READ)
+        user_id = roles._canonical(request.user_id)
+        if principal.delegated and (request.device_id or user_id != roles._canonical(principal.object_id)):
+            await self._caller(context, READ, VIEW)
+        days = request.lookback_days or HISTORY_LOOKBACK_DAYS
+        if not 0 < days <= 3660:
+            raise errors.invalid("lookback_days must be between 1 and 3660.")
+        exclude = None
+        if request.exclude_request_id:
+            with contextlib.suppress(ValueError):
+                exclude = uuid.UUID(request.exclude_request_id)
+        now = self.clock()
+        counts = await self.store.history(principal.tenant_id, now, now - timedelta(days=days), user_id,
+                                          request.device_id, exclude)
+        return pb.RequestHistory(user=pb.HistoryCounts(**counts["user"]) if user_id else None,
+                                 device=pb.HistoryCounts(**counts["device"]) if request.device_id else None)
 
     async def ListAuditEvents(self, request, context):
         principal, _ = await self._caller(context, AUDIT_READ, VIEW)

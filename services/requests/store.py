@@ -106,6 +106,24 @@ REVIEW = _MOVE.format(condition="status = $3 AND valid_until > $5 AND ($22 = '' 
                                 "AND NOT ($23 AND lower(requested_by_user_id) = lower($8))")
 
 
+# A user's ($4) and a device's ($5) requests since $3, by state at $2, without request $6.
+HISTORY_COUNTS = {
+    "total": "true", "pending": "s = 'pending'",
+    "approved": "s IN ('approved', 'revoked', 'completed') OR (s = 'expired' AND reviewed_at IS NOT NULL)",
+    "denied": "s = 'denied'", "revoked": "s = 'revoked'", "expired": "s = 'expired'", "malicious": "verdict = 'malicious'",
+    "last_day": "created_at > $2::timestamptz - interval '1 day'",
+}
+HISTORY = (
+    "SELECT " + ", ".join(
+        f"count(*) FILTER (WHERE {subject} AND ({condition})) AS {who}_{name}"
+        for who, subject in (("user", "requested_by_user_id = $4"), ("device", "device_id = $5"))
+        for name, condition in HISTORY_COUNTS.items())
+    + ", count(DISTINCT requested_by_user_id) FILTER (WHERE requested_by_user_id = $4) AS user_distinct_users"
+    + ", count(DISTINCT requested_by_user_id) FILTER (WHERE device_id = $5) AS device_distinct_users"
+    + f" FROM (SELECT *, {EFFECTIVE_STATUS} AS s FROM {TABLE} WHERE tenant_id = $1 AND created_at >= $3"
+    " AND (requested_by_user_id = $4 OR device_id = $5) AND id IS DISTINCT FROM $6) AS r")
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who caused a change, as the audit trail records it."""
@@ -278,6 +296,20 @@ class RequestStore:
 
     async def count(self, tenant: str, now: datetime, filter: str) -> int:
         return await listing.count(self.pool, SCOPED, FIELDS, [tenant, now], filter)
+
+    async def set_reputation(self, tenant: str, request_id, **summary) -> None:
+        """Stores the reputation service's verdict (not a change of the request: no version, no audit)."""
+        names = list(summary)
+        await self.pool.execute(
+            f"UPDATE {TABLE} SET {', '.join(f'{n} = ${i + 3}' for i, n in enumerate(names))} "
+            "WHERE tenant_id = $1 AND id = $2", tenant, request_id, *summary.values())
+
+    async def history(self, tenant: str, now: datetime, since: datetime, user_id: str, device_id: str,
+                      exclude: uuid.UUID | None) -> dict[str, dict[str, int]]:
+        """Counts of the user's and the device's requests created since `since`, by state at `now`."""
+        row = await self.pool.fetchrow(HISTORY, tenant, now, since, user_id, device_id, exclude)
+        return {who: {name: row[f"{who}_{name}"] for name in (*HISTORY_COUNTS, "distinct_users")}
+                for who in ("user", "device")}
 
     # --- audit and decisions ------------------------------------------------------------------------
 

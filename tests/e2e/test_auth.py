@@ -74,4 +74,5 @@ async def test_health_endpoints_need_no_token(anonymous):
     async with anonymous.get("/healthz") as resp:
         assert resp.status == 200
     async with anonymous.get("/readyz") as resp:
-        assert resp.status == 200 and (await resp.json())["backends"] == {"events": "SERVING", "requests": "SERVING"}
+        assert resp.status == 200 and (await resp.json())["backends"] == {"events": "SERVING", "requests": "SERVING",
+                                                                       "reputation": "SERVING"}

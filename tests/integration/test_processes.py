@@ -40,18 +40,20 @@ async def wait_for(url: str, status: int, timeout: float = 30) -> dict:
 
 @pytest.fixture
 async def processes(settings):
-    events_port, requests_port, gateway_port = free_port(), free_port(), free_port()
+    events_port, requests_port, reputation_port, gateway_port = free_port(), free_port(), free_port(), free_port()
     env = dict(os.environ, EPM_DATABASE_URL=settings.database_url, EPM_JWT_SECRET=settings.jwt_secret,
                EPM_EVENTS_PORT=str(events_port), EPM_EVENTS_ADDR=f"127.0.0.1:{events_port}",
                EPM_REQUESTS_PORT=str(requests_port), EPM_REQUESTS_ADDR=f"127.0.0.1:{requests_port}",
+               EPM_REPUTATION_PORT=str(reputation_port), EPM_REPUTATION_ADDR=f"127.0.0.1:{reputation_port}",
                EPM_GATEWAY_PORT=str(gateway_port), EPM_SHUTDOWN_GRACE="2", EPM_LOG_LEVEL="INFO")
     events = await spawn("events", env)
     requests = await spawn("requests", env)
+    reputation = await spawn("reputation", env)
     gateway = await spawn("gateway", env)
     yield events, gateway, f"http://127.0.0.1:{gateway_port}"
     requests.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(requests.wait(), 10) == 0
-    for proc in (gateway, events):
+    for proc in (gateway, events, reputation):
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
@@ -59,7 +61,8 @@ async def processes(settings):
 
 async def test_ready_then_logs_share_the_request_id_then_sigterm_stops_cleanly(processes, token):
     events, gateway, url = processes
-    assert (await wait_for(f"{url}/readyz", 200))["backends"] == {"events": "SERVING", "requests": "SERVING"}
+    assert (await wait_for(f"{url}/readyz", 200))["backends"] == {"events": "SERVING", "requests": "SERVING",
+                                                                   "reputation": "SERVING"}
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token()}"}) as http:
         async with http.get(f"{url}/beta/deviceManagement/privilegeManagementElevations/$count") as resp:
             assert resp.status == 200

@@ -1,0 +1,299 @@
+"""gRPC servicer for file reputation: who may ask, validation, and proto <-> facts <-> analysis translation."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import tempfile
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+import grpc
+from epm.reputation.v1 import file_reputation_service_pb2 as pb
+from epm.reputation.v1 import file_reputation_service_pb2_grpc as pb_grpc
+
+from ..common import errors
+from ..common.auth import CONFIG_READ, CONFIG_WRITE, TokenVerifier, authorize
+from ..common.enums import graph_names, graph_numbers
+from . import importer, scoring
+from .feeds import HASH_KINDS, formats, hex_digest
+from .history import History
+from .publishers import leaf, normalize_name, normalize_thumbprint, parse_certificates
+from .store import SHARED, FeedBusy, FeedFormatMismatch, ReputationStore
+
+READ = (CONFIG_READ, CONFIG_WRITE)
+WRITE = (CONFIG_WRITE,)
+MAX_LOOKUP = 10_000
+PROGRESS_BYTES = 8 * 1024 * 1024  # a RECEIVING progress message per this many bytes uploaded
+SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+NOUN = "publisher rule"
+FORMAT_NAMES = {number: name for number, name in ((pb.FEED_FORMAT_LOLBAS, "lolbas"),
+                (pb.FEED_FORMAT_LOLDRIVERS, "loldrivers"), (pb.FEED_FORMAT_MALWAREBAZAAR, "malwarebazaar"),
+                (pb.FEED_FORMAT_NSRL, "nsrl"), (pb.FEED_FORMAT_NSRL_LEGACY, "nsrl-legacy"),
+                (pb.FEED_FORMAT_HASH_LIST, "hashlist"))}
+FORMAT_NUMBERS = {name: number for number, name in FORMAT_NAMES.items()}
+ACCEPTED = {"sha256": ("sha256", "authentihash"), "sha1": ("sha1", "authentihash"), "md5": ("md5", "authentihash")}
+LOOKUP_KINDS = frozenset(HASH_KINDS.values()) | {"authentihash"}
+ENUMS = {name: graph_numbers(descriptor) for name, descriptor in (
+    ("reputation", pb.AppReputation.DESCRIPTOR), ("verdict", pb.Verdict.DESCRIPTOR),
+    ("recommendation", pb.Recommendation.DESCRIPTOR), ("label", pb.Label.DESCRIPTOR),
+    ("trust", pb.PublisherTrust.DESCRIPTOR), ("level", pb.RiskLevel.DESCRIPTOR))}
+RULE_KINDS = graph_names(pb.PublisherRuleKind.DESCRIPTOR)
+
+
+class FileReputationServicer(pb_grpc.FileReputationServiceServicer):
+    def __init__(self, store: ReputationStore, verifier: TokenVerifier, history: History,
+                 clock: Callable[[], datetime], operator_tenant: str = ""):
+        self.store, self.verifier, self.history, self.clock = store, verifier, history, clock
+        self.operator_tenant = operator_tenant.lower()
+
+    async def _caller(self, context, scopes):
+        return await authorize(self.verifier, context.invocation_metadata(), scopes)
+
+    # --- analysis -------------------------------------------------------------------------------------------
+
+    async def AnalyzeFile(self, request, context):
+        caller = await self._caller(context, READ)
+        detail = request.file
+        if not SHA256.match(detail.file_hash):
+            raise errors.invalid("file.file_hash must be a SHA-256 digest: 64 hexadecimal characters.")
+        file_hash = detail.file_hash.lower()
+        certificates, problem = parse_certificates(detail.publisher_cert)
+        cert = leaf(certificates)
+        wanted = {("sha256", file_hash)}
+        wanted |= {(kind, d) for kind in ("sha1", "md5") if (d := hex_digest(getattr(detail, kind), kind))}
+        if name := _file_name(detail.file_name, detail.file_path):
+            wanted.add(("fileName", name))
+        wanted |= {("certificate", c.tbs_sha256) for c in certificates}
+        rule_values = [cert.thumbprint, cert.thumbprint_sha256, normalize_name(cert.subject)] if cert else \
+            [normalize_name(detail.publisher_name)] if detail.publisher_name.strip() else []
+        rows, (activity, user, device, unavailable) = await asyncio.gather(
+            self.store.lookup(caller.tenant_id, sorted({key for _, key in wanted}), rule_values),
+            self.history.gather(file_hash, request.user_id, request.device_id, request.elevation_request_id,
+                                context.invocation_metadata()))
+        matches = tuple(_match(r) for r in rows if r["feed"] == scoring.RULES or _expected(r, wanted))
+        now = self.clock()
+        facts = scoring.Facts(
+            file_hash=file_hash, now=now, file_name=detail.file_name, file_path=detail.file_path,
+            publisher_name=detail.publisher_name, certificate=cert, certificate_problem=problem, matches=matches,
+            activity=activity, user=user if request.user_id else None, device=device if request.device_id else None)
+        return _analysis(scoring.analyze(facts), facts, file_hash, unavailable)
+
+    async def LookupHashes(self, request, context):
+        caller = await self._caller(context, READ)
+        if len(request.hashes) > MAX_LOOKUP:
+            raise errors.invalid(f"At most {MAX_LOOKUP} hashes per call, not {len(request.hashes)}.")
+        hashes = [h.lower() for h in request.hashes]
+        for index, value in enumerate(hashes):
+            if hex_digest(value) is None:
+                raise errors.invalid(f"hashes[{index}] is not a SHA-256, SHA-1 or MD5 digest: {value[:80]!r}",
+                                     index=str(index))
+        found: dict[str, list] = {}
+        for row in await self.store.lookup(caller.tenant_id, list(dict.fromkeys(hashes))):
+            if row["kind"] in LOOKUP_KINDS:
+                found.setdefault(row["key"], []).append(row)
+        results = []
+        for value in hashes:
+            rows = found.get(value)
+            if rows is None:
+                results.append(pb.HashReputation(hash=value, app_reputation=pb.APP_REPUTATION_UNKNOWN))
+            else:
+                labels = {r["label"] for r in rows}
+                results.append(pb.HashReputation(hash=value, app_reputation=_reputation(labels),
+                                                 sources=[_source(_match(r)) for r in rows]))
+        return pb.LookupHashesResponse(results=results)
+
+    # --- feeds ----------------------------------------------------------------------------------------------
+
+    async def ImportFeed(self, request_iterator, context):
+        caller = await self._caller(context, WRITE)
+        first = await anext(aiter(request_iterator), None)
+        if first is None or not first.HasField("header"):
+            raise errors.invalid("The first message must be the header.")
+        header = first.header
+        if header.format not in FORMAT_NAMES:
+            raise errors.invalid(f"Unknown feed format {header.format}; one of {', '.join(FORMAT_NUMBERS)}.")
+        fmt = formats()[FORMAT_NAMES[header.format]]
+        feed = header.feed or fmt.name
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", feed):
+            raise errors.invalid("feed must be 1-64 letters, digits, '.', '_' or '-'.")
+        if header.shared and caller.tenant_id != self.operator_tenant:
+            raise errors.RpcError(grpc.StatusCode.PERMISSION_DENIED, "NOT_OPERATOR",
+                                  "Only the operator tenant may import feeds shared by every tenant.")
+        tenant = SHARED if header.shared else caller.tenant_id
+        with tempfile.TemporaryDirectory(prefix="epm-feed-") as directory:
+            received, sent, paths = 0, 0, set()
+            async for message in request_iterator:
+                if not message.HasField("content"):
+                    raise errors.invalid("Only the first message may be a header.")
+                target = _upload_path(Path(directory), message.content.path or "upload")
+                paths.add(target)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with target.open("ab") as out:
+                    out.write(message.content.data)
+                received += len(message.content.data)
+                if received - sent >= PROGRESS_BYTES:
+                    sent = received
+                    yield pb.ImportFeedProgress(phase=pb.ImportFeedProgress.PHASE_RECEIVING, bytes_received=received)
+            if not paths:
+                raise errors.invalid("The upload holds no content.")
+            source = next(iter(paths)) if len(paths) == 1 else Path(directory)
+            try:
+                async for progress in importer.run(self.store, tenant, feed, fmt, source, header.source_version):
+                    message = _progress(progress, received)
+                    if progress.done:
+                        message.feed.CopyFrom(feed_to_proto(await self.store.feed(tenant, feed)))
+                    yield message
+            except FeedBusy:
+                raise errors.RpcError(grpc.StatusCode.FAILED_PRECONDITION, "IMPORT_RUNNING",
+                                      f"An import of feed '{feed}' is already running.") from None
+            except FeedFormatMismatch as exc:
+                raise errors.RpcError(grpc.StatusCode.FAILED_PRECONDITION, "FEED_FORMAT", str(exc)) from None
+            except (ValueError, FileNotFoundError) as exc:
+                raise errors.invalid(f"The upload is not {fmt.description}: {exc}") from None
+
+    async def ListFeeds(self, request, context):
+        caller = await self._caller(context, READ)
+        return pb.ListFeedsResponse(feeds=[feed_to_proto(r) for r in await self.store.feeds(caller.tenant_id)])
+
+    # --- publisher rules ------------------------------------------------------------------------------------
+
+    async def CreatePublisherRule(self, request, context):
+        caller = await self._caller(context, WRITE)
+        rule = request.rule
+        if rule.kind == pb.PUBLISHER_RULE_KIND_CERTIFICATE:
+            kind, value = "certificate", normalize_thumbprint(rule.value)
+            if value is None:
+                raise errors.invalid("value must be a certificate thumbprint: 40 (SHA-1) or 64 (SHA-256) hex digits.")
+        elif rule.kind == pb.PUBLISHER_RULE_KIND_PUBLISHER_NAME:
+            kind, value = "publisherName", normalize_name(rule.value)
+            if not value or len(value) > 1024:
+                raise errors.invalid("value must be a publisher name of 1 to 1024 characters.")
+        else:
+            raise errors.invalid(f"kind must be one of {', '.join(RULE_KINDS.values())}.")
+        if len(rule.display_name) > 256 or len(rule.note) > 1024:
+            raise errors.invalid("displayName is at most 256 characters and note at most 1024.")
+        row, _ = await self.store.create_rule(caller.tenant_id, kind, value, rule.blocked, rule.display_name,
+                                              rule.note)
+        return rule_to_proto(row)
+
+    async def ListPublisherRules(self, request, context):
+        caller = await self._caller(context, READ)
+        return pb.ListPublisherRulesResponse(rules=[rule_to_proto(r) for r in await self.store.rules(caller.tenant_id)])
+
+    async def DeletePublisherRule(self, request, context):
+        caller = await self._caller(context, WRITE)
+        if not await self.store.delete_rule(caller.tenant_id, errors.uuid_id(request.id, NOUN)):
+            raise errors.no_such(NOUN, request.id)
+        return pb.DeletePublisherRuleResponse()
+
+
+# --- translation --------------------------------------------------------------------------------------------
+
+def _file_name(name: str, path: str) -> str:
+    """The file name to look dual-use binaries up by: the given name, else the last part of the path."""
+    text = name.strip() or PureWindowsPath(path.strip()).name
+    return text.lower()
+
+
+def _expected(row, wanted: set[tuple[str, str]]) -> bool:
+    """Whether a row found by key is about what that key was asked as (a file hash, a name, a certificate)."""
+    key, kind = row["key"], row["kind"]
+    if kind in ("fileName", "certificate"):
+        return (kind, key) in wanted
+    return any((asked, key) in wanted for asked, kinds in ACCEPTED.items() if kind in kinds)
+
+
+def _match(row) -> scoring.Match:
+    return scoring.Match(feed=row["feed"], feed_version=row["feed_version"], own=row["own"], label=row["label"],
+                         kind=row["kind"], name=row["name"], title=row["title"], reference=row["reference"],
+                         tags=tuple(row["tags"]))
+
+
+def _reputation(labels: set[str]) -> int:
+    """LookupHashes: the app reputation that feed labels alone give (the same precedence as scoring)."""
+    if "allowed" in labels and "blocked" not in labels:
+        return pb.APP_REPUTATION_KNOWN_GOOD
+    for label, reputation in (("blocked", pb.APP_REPUTATION_KNOWN_MALICIOUS),
+                              ("malicious", pb.APP_REPUTATION_KNOWN_MALICIOUS),
+                              ("vulnerableDriver", pb.APP_REPUTATION_VULNERABLE_DRIVER),
+                              ("knownGood", pb.APP_REPUTATION_KNOWN_GOOD)):
+        if label in labels:
+            return reputation
+    return pb.APP_REPUTATION_UNKNOWN
+
+
+def _source(match: scoring.Match) -> pb.SourceMatch:
+    return pb.SourceMatch(feed=match.feed, feed_version=match.feed_version, tenant_owned=match.own,
+                          label=ENUMS["label"][match.label], matched_by=match.kind, name=match.name,
+                          title=match.title, reference=match.reference, tags=match.tags)
+
+
+def _risk(risk: scoring.Risk | None) -> pb.RiskAssessment | None:
+    if risk is None:
+        return None
+    return pb.RiskAssessment(score=risk.score, level=ENUMS["level"][risk.level], factors=risk.factors)
+
+
+def _analysis(analysis: scoring.Analysis, facts: scoring.Facts, file_hash: str,
+              unavailable: list[str]) -> pb.FileAnalysis:
+    cert = facts.certificate
+    publisher = pb.PublisherAssessment(trust=ENUMS["trust"][analysis.publisher_trust],
+                                       publisher_name=facts.publisher_name, reasons=analysis.publisher_reasons)
+    if cert:
+        publisher.subject, publisher.issuer, publisher.thumbprint = cert.subject, cert.issuer, cert.thumbprint
+        publisher.not_before.FromDatetime(cert.not_before)
+        publisher.not_after.FromDatetime(cert.not_after)
+    message = pb.FileAnalysis(
+        file_hash=file_hash, app_reputation=ENUMS["reputation"][analysis.app_reputation],
+        sources=[_source(m) for m in analysis.sources], publisher=publisher,
+        user_risk=_risk(analysis.user_risk), device_risk=_risk(analysis.device_risk),
+        verdict=ENUMS["verdict"][analysis.verdict], risk_score=analysis.risk_score,
+        recommendation=ENUMS["recommendation"][analysis.recommendation],
+        evidence=[pb.Evidence(signal=e.signal, source=e.source, observed=e.observed, contribution=e.contribution,
+                              reference=e.reference) for e in analysis.evidence],
+        summary=analysis.summary, unavailable=unavailable)
+    if (activity := facts.activity) is not None:
+        message.prevalence.SetInParent()
+        message.prevalence.devices, message.prevalence.users = activity.file_devices, activity.file_users
+        message.prevalence.elevations = activity.file_elevations
+        if activity.file_first_seen:
+            message.prevalence.first_seen_date_time.FromDatetime(activity.file_first_seen)
+            message.prevalence.last_seen_date_time.FromDatetime(activity.file_last_seen)
+    message.analyzed_date_time.FromDatetime(facts.now)
+    return message
+
+
+def _progress(progress: importer.Progress, received: int) -> pb.ImportFeedProgress:
+    return pb.ImportFeedProgress(
+        phase=pb.ImportFeedProgress.PHASE_DONE if progress.done else pb.ImportFeedProgress.PHASE_IMPORTING,
+        bytes_received=received, records=progress.records, keys=progress.keys, problem_count=progress.problem_count,
+        unchanged=progress.done and not progress.changed,
+        problems=[pb.FeedProblem(location=p.location, message=p.message) for p in progress.problems])
+
+
+def feed_to_proto(row) -> pb.Feed:
+    feed = pb.Feed(name=row["name"], format=FORMAT_NUMBERS.get(row["format"], 0), shared=not row["own"],
+                   version=row["version"], source_version=row["source_version"], records=row["records"],
+                   keys=row["keys"], problem_count=row["problem_count"], digest=row["digest"])
+    if row["imported_at"] is not None:
+        feed.imported_date_time.FromDatetime(row["imported_at"])
+    return feed
+
+
+def rule_to_proto(row) -> pb.PublisherRule:
+    rule = pb.PublisherRule(
+        id=str(row["id"]), value=row["value"], blocked=row["blocked"], display_name=row["display_name"],
+        note=row["note"], kind=pb.PUBLISHER_RULE_KIND_CERTIFICATE if row["kind"] == "certificate"
+        else pb.PUBLISHER_RULE_KIND_PUBLISHER_NAME)
+    rule.created_date_time.FromDatetime(row["created_at"])
+    return rule
+
+
+def _upload_path(root: Path, path: str) -> Path:
+    """Where an uploaded file goes: below `root`, whatever the client named it."""
+    parts = [p for p in PurePosixPath(path.replace("\\", "/")).parts if p not in ("", ".", "..", "/")]
+    if not parts:
+        raise errors.invalid(f"content.path {path!r} names no file.")
+    return root.joinpath(*parts)

@@ -16,6 +16,8 @@ import asyncpg
 import grpc
 import pytest
 from aiohttp import web
+from epm.reputation.v1 import file_reputation_service_pb2 as reputation_pb
+from epm.reputation.v1 import file_reputation_service_pb2_grpc as reputation_grpc
 
 from gateway.app import create_app
 from services.common import logs
@@ -24,6 +26,8 @@ from services.common.settings import Settings
 from services.events import app as events_app
 from services.reputation import app as reputation_app
 from services.requests import app as requests_app
+
+from . import feed_data
 
 ALL = ("DeviceManagementConfiguration.ReadWrite.All", "DeviceManagementManagedDevices.ReadWrite.All")
 OPERATOR_TENANT = "00000000-0000-4000-8000-00000000000f"  # may import feeds shared by every tenant
@@ -86,6 +90,21 @@ async def reputation_channel(reputation_service, reputation_address):
     channel = grpc.aio.insecure_channel(reputation_address)
     yield channel
     await channel.close()
+
+
+@pytest.fixture(scope="session")
+async def shared_feeds(reputation_channel, settings) -> dict:
+    """The real LOLDrivers and LOLBAS feeds, uploaded once over the gRPC stream as feeds every tenant shares.
+    Returns feed name -> the progress messages of its import."""
+    stub = reputation_grpc.FileReputationServiceStub(reputation_channel)
+    operator = (("authorization", f"Bearer {mint(settings.jwt_secret, tenant=OPERATOR_TENANT, scopes=ALL)}"),)
+    return {
+        "loldrivers": await feed_data.upload(stub, operator, reputation_pb.FEED_FORMAT_LOLDRIVERS,
+                                             feed_data.loldrivers(), shared=True,
+                                             source_version=feed_data.snapshot(feed_data.loldrivers())),
+        "lolbas": await feed_data.upload(stub, operator, reputation_pb.FEED_FORMAT_LOLBAS, feed_data.lolbas(),
+                                         shared=True, source_version=feed_data.snapshot(feed_data.lolbas())),
+    }
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,7 @@ FEED_NAMES = {"loldrivers": "LOLDrivers", "lolbas": "LOLBAS", "malwarebazaar": "
               "nsrl-legacy": "NIST NSRL"}
 ENVIRONMENT = {"%windir%": r"c:\windows", "%systemroot%": r"c:\windows", "%programfiles%": r"c:\program files",
                "%programfiles(x86)%": r"c:\program files (x86)", "%systemdrive%": "c:"}
-USER_WRITABLE = (r"\users\\", r"\appdata\\", r"\temp\\", r"\downloads\\", r"\programdata\\", "%temp%", "%tmp%",
+USER_WRITABLE = ("\\users\\", "\\appdata\\", "\\temp\\", "\\downloads\\", "\\programdata\\", "%temp%", "%tmp%",
                  "%appdata%", "%localappdata%", "%userprofile%")
 
 
@@ -302,7 +302,7 @@ def _context(facts: Facts) -> list[Evidence]:
     if where and any(marker in where for marker in USER_WRITABLE):
         evidence.append(Evidence("path.userWritable", "filePath", f"runs from a user-writable folder: {where}",
                                  WEIGHTS["path.userWritable"]))
-    elif where.startswith((r"c:\windows" + "\\", r"c:\program files")):
+    elif where.startswith(("c:\\windows\\", "c:\\program files")):
         evidence.append(Evidence("path.system", "filePath", f"runs from a protected folder: {where}",
                                  WEIGHTS["path.system"]))
     activity = facts.activity
@@ -350,8 +350,9 @@ def full_path(path: str, name: str) -> str:
 # --- the summary --------------------------------------------------------------------------------------------
 
 REPUTATION_TEXT = {
-    "knownMalicious": "Known malicious: {feeds} {verb} it ({about}).",
-    "vulnerableDriver": "Vulnerable driver: {feeds} {verb} it ({about}); attackers load such drivers to reach the kernel.",
+    "knownMalicious": "Known malicious: {feeds} {verb} it as malicious ({about}).",
+    "vulnerableDriver": "Vulnerable driver: {feeds} {verb} it ({about}); attackers load such drivers to reach the "
+                        "kernel.",
     "dualUse": "Dual-use binary: {about} is a legitimate Windows binary that attackers abuse, so it should not run "
                "elevated without a reason.",
     "knownGood": "Known software: {feeds} {verb} it ({about}); catalogued is not a promise that it is benign.",

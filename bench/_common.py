@@ -134,6 +134,37 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+class PgBackends:
+    """CPU of the PostgreSQL backends connected to one database, when they are processes on this machine."""
+
+    def __init__(self, admin: asyncpg.Connection | None):
+        self.admin = admin
+
+    async def pids(self) -> list[int]:
+        if self.admin is None:
+            return []
+        rows = await self.admin.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                      "AND pid <> pg_backend_pid()")
+        return [r["pid"] for r in rows]
+
+    async def snapshot(self) -> dict[int, float] | None:
+        out = {}
+        for pid in await self.pids():
+            try:
+                if b"postgres" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return None  # another pid namespace: not our processes
+                out[pid] = cpu_seconds(pid)
+            except OSError:
+                continue  # gone, or not readable
+        return out or None
+
+    @staticmethod
+    def delta(before: dict | None, after: dict | None) -> float | None:
+        if before is None or after is None:
+            return None
+        return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
 # ---- statistics and output ----------------------------------------------------------------------------
 
 def percentile(sorted_values: list[float], q: float) -> float:

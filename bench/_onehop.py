@@ -1,7 +1,8 @@
-"""The one-hop floor of bench/rest.py: an aiohttp handler making one unary grpc.aio call.
+"""The one-hop floor of bench/rest.py and bench/reputation.py: an aiohttp handler making one unary grpc.aio call.
 
     python bench/_onehop.py grpc PORT             # serves only grpc.health.v1.Health
     python bench/_onehop.py http PORT GRPC_PORT   # POST PATH: json.loads(body), Health/Check, 201 + small JSON
+                                                  # GET GET_PATH/{sha256}: Health/Check, 200 + small JSON
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 PATH = "/beta/deviceManagement/privilegeManagementElevations"
+GET_PATH = "/beta/security/fileReputations"
 
 
 async def serve_grpc(port: int) -> None:
@@ -48,8 +50,14 @@ def http_app(grpc_port: int) -> web.Application:
         return web.Response(status=201, content_type="application/json",
                             text=json.dumps({"deviceId": body["deviceId"], "status": reply.status}))
 
+    async def get(request: web.Request) -> web.Response:
+        reply = await request.app[stub_key].Check(health_pb2.HealthCheckRequest(), timeout=30)
+        return web.Response(status=200, content_type="application/json",
+                            text=json.dumps({"id": request.match_info["sha256"], "status": reply.status}))
+
     app.cleanup_ctx.append(lifecycle)
     app.router.add_post(PATH, create)
+    app.router.add_get(GET_PATH + "/{sha256}", get)
     return app
 
 

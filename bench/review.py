@@ -125,37 +125,6 @@ async def load_run(cfg: dict) -> dict:
 
 # ---- the bench ----------------------------------------------------------------------------------------------
 
-class PgBackends:
-    """CPU of the PostgreSQL backends connected to one database, when they are processes on this machine."""
-
-    def __init__(self, admin: asyncpg.Connection | None):
-        self.admin = admin
-
-    async def pids(self) -> list[int]:
-        if self.admin is None:
-            return []
-        rows = await self.admin.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                                      "AND pid <> pg_backend_pid()")
-        return [r["pid"] for r in rows]
-
-    async def snapshot(self) -> dict[int, float] | None:
-        out = {}
-        for pid in await self.pids():
-            try:
-                if b"postgres" not in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    return None  # another pid namespace: not our processes
-                out[pid] = c.cpu_seconds(pid)
-            except OSError:
-                continue  # gone, or not readable
-        return out or None
-
-    @staticmethod
-    def delta(before: dict | None, after: dict | None) -> float | None:
-        if before is None or after is None:
-            return None
-        return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
-
-
 def load(url: str, token: str, kind: str, prefix: str, seconds: float, args) -> dict:
     config = {"url": url, "token": token, "kind": kind, "connections": args.connections, "seconds": seconds,
               "max_pairs": args.max_pairs, "prefix": prefix}
@@ -172,7 +141,7 @@ def load(url: str, token: str, kind: str, prefix: str, seconds: float, args) -> 
     return result
 
 
-async def measure(name: str, url: str, token: str, servers: list[c.Proc], pg: PgBackends | None, tag: str,
+async def measure(name: str, url: str, token: str, servers: list[c.Proc], pg: c.PgBackends | None, tag: str,
                   args) -> dict:
     warm = load(url, token, name, f"{tag}-w-", args.warmup, args) if args.warmup else {"pairs": 0}
     before = [c.cpu_seconds(p.pid) for p in servers]
@@ -181,7 +150,7 @@ async def measure(name: str, url: str, token: str, servers: list[c.Proc], pg: Pg
     db_after = await pg.snapshot() if pg else None
     n = result["requests"]
     split = [(c.cpu_seconds(p.pid) - b) / n * 1e6 for p, b in zip(servers, before)]
-    db = PgBackends.delta(db_before, db_after)
+    db = c.PgBackends.delta(db_before, db_after)
     result.update(name=name, rate=n / result["seconds"], pair_rate=result["pairs"] / result["seconds"],
                   cpu_us=sum(split), split=" + ".join(f"{p.name} {us:.0f}" for p, us in zip(servers, split)),
                   db_us=None if db is None else db / n * 1e6, client_us=result["client_cpu_s"] / n * 1e6,
@@ -216,7 +185,7 @@ async def main(args) -> None:
             gateway = c.serve_epm("gateway", ports["gateway"], env)
             procs.append(gateway)
             admin = await asyncpg.connect(db)
-            pg = PgBackends(admin)
+            pg = c.PgBackends(admin)
             if await pg.snapshot() is None:
                 print("PostgreSQL backends are not readable processes on this machine: no DB CPU column", flush=True)
             floor_url, gateway_url = (f"http://127.0.0.1:{ports[n]}" for n in ("onehop", "gateway"))

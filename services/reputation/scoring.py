@@ -143,7 +143,8 @@ def analyze(facts: Facts) -> Analysis:
     if found["malicious"]:
         evidence.append(_feed_evidence("feed.malicious", found["malicious"], "lists it as malicious"))
     if found["vulnerableDriver"]:
-        evidence.append(_feed_evidence("feed.vulnerableDriver", found["vulnerableDriver"], "lists it as a vulnerable driver"))
+        evidence.append(_feed_evidence("feed.vulnerableDriver", found["vulnerableDriver"],
+                                       "lists it as a vulnerable driver"))
     if found["dualUse"]:
         evidence += _dual_use(found["dualUse"], facts)
     if found["knownGood"] and not (found["dualUse"] or found["malicious"]):
@@ -152,9 +153,10 @@ def analyze(facts: Facts) -> Analysis:
     evidence += publisher_evidence + _context(facts)
     user, device = user_risk(facts.user), device_risk(facts.device, facts.activity)
     for who, risk, share in (("user", user, USER_SHARE), ("device", device, DEVICE_SHARE)):
-        if risk and round(risk.score * share):
-            evidence.append(Evidence(f"{who}.risk", "elevation requests", f"{who} risk {risk.level} ({risk.score}/100)"
-                                     + (f": {'; '.join(risk.factors)}" if risk.factors else ""), round(risk.score * share)))
+        if risk and (points := round(risk.score * share)):
+            factors = f": {'; '.join(risk.factors)}" if risk.factors else ""
+            evidence.append(Evidence(f"{who}.risk", "elevation requests",
+                                     f"{who} risk {risk.level} ({risk.score}/100){factors}", points))
 
     score = BASE + sum(e.contribution for e in evidence)
     for label, floor in FLOORS.items():
@@ -247,25 +249,27 @@ def _publisher(facts: Facts) -> tuple[str, list[str], list[Evidence]]:
         drivers = sorted({m.title.removeprefix("signed the malicious driver ") for m in signers})
         reason = f"its certificate also signed {len(drivers)} known malicious driver{'s' * (len(drivers) != 1)}"
         return "untrusted", [reason], [Evidence("publisher.maliciousSigner", _source(signers),
-                                                f"{reason}: {', '.join(drivers[:3])}", WEIGHTS["publisher.maliciousSigner"],
-                                                signers[0].reference)]
+                                                f"{reason}: {', '.join(drivers[:3])}",
+                                                WEIGHTS["publisher.maliciousSigner"], signers[0].reference)]
     if trusts := [m for m in rules if m.label == "allowed"]:
         signal = "publisher.trusted.certificate" if trusts[0].kind == "certificate" else "publisher.trusted.name"
         reason = f"{who} is trusted by your publisher rules ({_rule(trusts[0])})"
         return "trusted", [reason], [Evidence(signal, "tenant rules", reason, WEIGHTS[signal])]
     if facts.certificate_problem:
-        return "untrusted", [facts.certificate_problem], [
-            Evidence("publisher.unreadable", "publisherCert", facts.certificate_problem, WEIGHTS["publisher.unreadable"])]
+        return "untrusted", [facts.certificate_problem], [Evidence(
+            "publisher.unreadable", "publisherCert", facts.certificate_problem, WEIGHTS["publisher.unreadable"])]
     if cert and cert.self_signed:
         reason = f"the certificate of {cert.subject} is self-signed"
         return "untrusted", [reason], [Evidence("publisher.selfSigned", "publisherCert", reason,
                                                 WEIGHTS["publisher.selfSigned"])]
     if cert or name:
+        issued = f", issued by {cert.issuer}" if cert else ""
         evidence = [Evidence("publisher.signed", "publisherCert" if cert else "publisherName",
-                             f"signed by {who}" + (f", issued by {cert.issuer}" if cert else ""), WEIGHTS["publisher.signed"])]
+                             f"signed by {who}{issued}", WEIGHTS["publisher.signed"])]
         reasons = [f"signed by {who}"]
         if cert and cert.not_after < facts.now:
-            expired = f"the certificate expired on {cert.not_after:%Y-%m-%d} (still valid if the signature was timestamped)"
+            expired = (f"the certificate expired on {cert.not_after:%Y-%m-%d} "
+                       "(still valid if the signature was timestamped)")
             reasons.append(expired)
             evidence.append(Evidence("publisher.expired", "publisherCert", expired, WEIGHTS["publisher.expired"]))
         return "known", reasons, evidence
@@ -281,9 +285,10 @@ def _rule(match: Match) -> str:
 def _dual_use(matches: list[Match], facts: Facts) -> list[Evidence]:
     first = matches[0]
     categories = sorted({t.removeprefix("category:") for m in matches for t in m.tags if t.startswith("category:")})
+    abused = ", ".join(categories) or "no category"
     evidence = [Evidence("feed.dualUse", _source(matches),
-                         f"{first.name} is a dual-use binary attackers abuse ({', '.join(categories) or 'no category'})",
-                         WEIGHTS["feed.dualUse"], first.reference)]
+                         f"{first.name} is a dual-use binary attackers abuse ({abused})", WEIGHTS["feed.dualUse"],
+                         first.reference)]
     risky = [c for c in categories if c in RISKY_CATEGORIES]
     if risky:
         evidence.append(Evidence("feed.dualUse.category", _source(matches), f"abused for {', '.join(risky)}",
@@ -292,7 +297,8 @@ def _dual_use(matches: list[Match], facts: Facts) -> list[Evidence]:
     where = full_path(facts.file_path, facts.file_name)
     if where and documented and where not in documented:
         evidence.append(Evidence("feed.dualUse.relocated", _source(matches),
-                                 f"runs from {where}, not from where Windows keeps it", WEIGHTS["feed.dualUse.relocated"]))
+                                 f"runs from {where}, not from where Windows keeps it",
+                                 WEIGHTS["feed.dualUse.relocated"]))
     return evidence
 
 
@@ -327,7 +333,8 @@ def _feed_evidence(signal: str, matches: list[Match], says: str) -> Evidence:
 
 
 def _feeds(matches: list[Match]) -> str:
-    names = dict.fromkeys("your block list" if m.label == "blocked" else FEED_NAMES.get(m.feed, m.feed) for m in matches)
+    names = dict.fromkeys("your block list" if m.label == "blocked" else FEED_NAMES.get(m.feed, m.feed)
+                          for m in matches)
     return " and ".join(names)
 
 
@@ -379,12 +386,12 @@ def summarize(analysis: Analysis, facts: Facts, explicit_allow: bool) -> str:
             feeds=feeds, verb="lists" if len(feeds.split(" and ")) == 1 else "list", about=about)]
     sentences.append(_publisher_sentence(analysis))
     context = []
-    if facts.activity is not None:
-        context.append("Never ran elevated here before" if facts.activity.file_first_seen is None else
-                       f"Ran elevated on {facts.activity.file_devices} device{'s' * (facts.activity.file_devices != 1)} "
-                       f"here since {facts.activity.file_first_seen:%Y-%m-%d}")
-    risks = [f"{who} risk {risk.level}" for who, risk in (("user", analysis.user_risk), ("device", analysis.device_risk))
-             if risk]
+    if (activity := facts.activity) is not None:
+        context.append("Never ran elevated here before" if activity.file_first_seen is None else
+                       f"Ran elevated on {activity.file_devices} device{'s' * (activity.file_devices != 1)} "
+                       f"here since {activity.file_first_seen:%Y-%m-%d}")
+    risks = [f"{who} risk {risk.level}" for who, risk in (("user", analysis.user_risk),
+                                                          ("device", analysis.device_risk)) if risk]
     if risks:
         context.append(", ".join(risks))
     if context:

@@ -101,19 +101,16 @@ class ReputationStore:
                 await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", lock)
 
     async def _begin(self, conn, tenant: str, feed: str, format: str) -> Import:
-        async with conn.transaction():
-            await conn.execute("INSERT INTO reputation.feeds (tenant_id, name, format) VALUES ($1, $2, $3) "
-                               "ON CONFLICT DO NOTHING", tenant, feed, format)
-            row = await conn.fetchrow(
-                "UPDATE reputation.feeds SET last_version = last_version + 1 WHERE tenant_id = $1 AND name = $2 "
-                "RETURNING last_version, version, format, digest", tenant, feed)
-            if row["format"] != format:
-                raise FeedFormatMismatch(feed, row["format"])
+        await conn.execute("INSERT INTO reputation.feeds (tenant_id, name, format) VALUES ($1, $2, $3) "
+                           "ON CONFLICT DO NOTHING", tenant, feed, format)
+        row = await conn.fetchrow("SELECT version, format, digest FROM reputation.feeds WHERE tenant_id = $1 "
+                                  "AND name = $2", tenant, feed)
+        if row["format"] != format:
+            raise FeedFormatMismatch(feed, row["format"])
         # leftovers of an import that died before it could clean up
         await conn.execute("DELETE FROM reputation.entries WHERE tenant_id = $1 AND feed = $2 AND version <> $3",
                            tenant, feed, row["version"])
-        return Import(conn, tenant, feed, row["last_version"], row["digest"] if row["version"] else "",
-                      hashlib.sha256())
+        return Import(conn, tenant, feed, row["version"] + 1, row["digest"] if row["version"] else "", hashlib.sha256())
 
     async def finish(self, job: Import, source_version: str) -> bool:
         """Makes the import's version current and drops the one before; False (and nothing changes) when it holds

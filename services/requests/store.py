@@ -110,7 +110,8 @@ REVIEW = _MOVE.format(condition="status = $3 AND valid_until > $5 AND ($22 = '' 
 HISTORY_COUNTS = {
     "total": "true", "pending": "s = 'pending'",
     "approved": "s IN ('approved', 'revoked', 'completed') OR (s = 'expired' AND reviewed_at IS NOT NULL)",
-    "denied": "s = 'denied'", "revoked": "s = 'revoked'", "expired": "s = 'expired'", "malicious": "verdict = 'malicious'",
+    "denied": "s = 'denied'", "revoked": "s = 'revoked'", "expired": "s = 'expired'",
+    "malicious": "verdict = 'malicious'",
     "last_day": "created_at > $2::timestamptz - interval '1 day'",
 }
 HISTORY = (

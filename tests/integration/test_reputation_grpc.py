@@ -268,7 +268,8 @@ async def test_lookup_hashes_answers_thousands_in_order(stub, caller):
     malicious = [s["SHA256"].lower() for s in samples["malicious"]]
     vulnerable = [s["SHA256"].lower() for s in samples["vulnerable driver"]]
     unknown = [sha(f"unknown {i}") for i in range(3000)]
-    hashes = [h for trio in zip(unknown[:1500], malicious * 30, vulnerable, strict=False) for h in trio] + unknown[1500:]
+    mixed = zip(unknown[:1500], malicious * 30, vulnerable, strict=False)
+    hashes = [h for trio in mixed for h in trio] + unknown[1500:]
     assert len(hashes) > 4000
     answer = await stub.LookupHashes(pb.LookupHashesRequest(hashes=hashes), metadata=caller)
     assert [r.hash for r in answer.results] == hashes

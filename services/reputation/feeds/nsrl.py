@@ -74,8 +74,9 @@ def read_legacy(path: Path) -> Iterator[Item]:
         row = dict(zip(columns, fields, strict=False))
         keys = tuple((kind, d) for kind, column in (("sha1", "SHA-1"), ("md5", "MD5"))
                      if (d := hex_digest(row.get(column), kind)))
-        if len(keys) < 1 or len(fields) != len(columns):
-            yield Problem(f"{name}:{number}", f"expected {len(columns)} fields with a SHA-1 or MD5, got {fields!r}"[:200])
+        if not keys or len(fields) != len(columns):
+            got = repr(fields)[:120]
+            yield Problem(f"{name}:{number}", f"expected {len(columns)} fields with a SHA-1 or MD5, got {got}")
             continue
         product = row.get("ProductCode", "")
         yield Record("knownGood", keys, row.get("FileName", ""), f"NSRL product {product}" if product else "", ABOUT,

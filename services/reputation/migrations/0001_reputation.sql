@@ -1,11 +1,11 @@
 -- Imported feeds. tenant_id '' marks a feed every tenant shares; a tenant's own lists carry its id.
--- `version` is the one readers see; an import writes the next version beside it and switches when done.
+-- `version` is the one readers see; an import writes version + 1 beside it and switches when done (rows of
+-- any other version are leftovers of an import that died, and the next import drops them).
 CREATE TABLE reputation.feeds (
     tenant_id       text        NOT NULL,
     name            text        NOT NULL,
     format          text        NOT NULL,
     version         integer     NOT NULL DEFAULT 0,   -- 0: nothing imported yet
-    last_version    integer     NOT NULL DEFAULT 0,   -- the highest number handed out (a failed import too)
     source_version  text        NOT NULL DEFAULT '',
     records         bigint      NOT NULL DEFAULT 0,
     keys            bigint      NOT NULL DEFAULT 0,

@@ -1,9 +1,12 @@
-"""Python HTTP load generator for bench/rest.py when wrk is not installed (run as its own process).
+"""Python HTTP load generator for bench/rest.py and bench/reputation.py when wrk is not installed (run as its own
+process).
 
     python bench/_httpload.py CONFIG_JSON   -> prints one JSON line: requests, seconds, statuses, p50/p99
 
 CONFIG_JSON: {"url", "token", "connections", "seconds", "max_requests", "template", "prefix", "base"}; the body
-of request n is template % (prefix + str(n), ISO time of base - n seconds).
+of POST request n is template % (prefix + str(n), ISO time of base - n seconds). With "paths" (a list) instead,
+request n is GET url + paths[n % len(paths)]. "expect" is the good status (default 201); "created" and "ok"
+count it, "other" counts everything else.
 """
 
 from __future__ import annotations
@@ -28,17 +31,22 @@ async def run(cfg: dict) -> dict:
     latencies: list[float] = []
     sent = 0
     deadline = time.monotonic() + cfg["seconds"]
+    paths, expect = cfg.get("paths"), cfg.get("expect", 201)
 
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal sent
         while sent < cfg["max_requests"] and time.monotonic() < deadline:
             sent += 1  # no await between the read and the write: no lost updates
             n = sent
-            at = datetime.fromtimestamp(cfg["base"] - n, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-            body = cfg["template"] % (f"{cfg['prefix']}{n}", at)
             started = time.perf_counter()
             try:
-                async with session.post(cfg["url"], data=body, headers=headers) as resp:
+                if paths:
+                    request = session.get(cfg["url"] + paths[n % len(paths)], headers=headers)
+                else:
+                    at = datetime.fromtimestamp(cfg["base"] - n, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                    request = session.post(cfg["url"], data=cfg["template"] % (f"{cfg['prefix']}{n}", at),
+                                           headers=headers)
+                async with request as resp:
                     await resp.read()
                     status = resp.status
             except (TimeoutError, aiohttp.ClientError) as exc:
@@ -53,8 +61,9 @@ async def run(cfg: dict) -> dict:
         await asyncio.gather(*(worker(session) for _ in range(cfg["connections"])))
         seconds = time.perf_counter() - started
     latencies.sort()
-    return {"requests": len(latencies), "seconds": seconds, "created": statuses.get(201, 0), "sent": sent,
-            "other": len(latencies) - statuses.get(201, 0), "statuses": {str(k): v for k, v in statuses.items()},
+    good = statuses.get(expect, 0)
+    return {"requests": len(latencies), "seconds": seconds, "created": good, "ok": good, "sent": sent,
+            "other": len(latencies) - good, "statuses": {str(k): v for k, v in statuses.items()},
             "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000}
 
 

@@ -25,7 +25,9 @@ from .store import SHARED, FeedBusy, FeedFormatMismatch, ReputationStore
 READ = (CONFIG_READ, CONFIG_WRITE)
 WRITE = (CONFIG_WRITE,)
 MAX_LOOKUP = 10_000
-PROGRESS_BYTES = 8 * 1024 * 1024  # a RECEIVING progress message per this many bytes uploaded
+PROGRESS_BYTES = 8 << 20  # a RECEIVING progress message per this many bytes uploaded
+MAX_TENANT_UPLOAD = 256 << 20  # a tenant's own list; shared feeds (the operator's) have no limit but the disk
+MAX_TEXT, MAX_CERTIFICATES = 32_767, 256 * 1024  # characters per FileDetail field
 SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 NOUN = "publisher rule"
 FORMAT_NAMES = {number: name for number, name in ((pb.FEED_FORMAT_LOLBAS, "lolbas"),
@@ -58,6 +60,9 @@ class FileReputationServicer(pb_grpc.FileReputationServiceServicer):
         detail = request.file
         if not SHA256.match(detail.file_hash):
             raise errors.invalid("file.file_hash must be a SHA-256 digest: 64 hexadecimal characters.")
+        if too_long := next((f.name for f, value in detail.ListFields() if isinstance(value, str)
+                             and len(value) > (MAX_CERTIFICATES if f.name == "publisher_cert" else MAX_TEXT)), None):
+            raise errors.invalid(f"file.{too_long} is too long.")
         file_hash = detail.file_hash.lower()
         certificates, problem = parse_certificates(detail.publisher_cert)
         cert = leaf(certificates)
@@ -133,6 +138,9 @@ class FileReputationServicer(pb_grpc.FileReputationServiceServicer):
                 with target.open("ab") as out:
                     out.write(message.content.data)
                 received += len(message.content.data)
+                if received > MAX_TENANT_UPLOAD and not header.shared:
+                    raise errors.RpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "UPLOAD_TOO_LARGE",
+                                          f"A tenant's own feed is at most {MAX_TENANT_UPLOAD >> 20} MiB.")
                 if received - sent >= PROGRESS_BYTES:
                     sent = received
                     yield pb.ImportFeedProgress(phase=pb.ImportFeedProgress.PHASE_RECEIVING, bytes_received=received)

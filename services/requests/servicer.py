@@ -268,12 +268,16 @@ class ElevationRequestServicer(pb_grpc.ElevationRequestServiceServicer):
         return decision
 
     async def GetRequestHistory(self, request, context):
-        """Counts for risk scoring. Reading another user's or a device's history needs the view right; a user may
-        always read their own (the reputation service asks with the requester's token when a request is made)."""
+        """Counts for risk scoring. Another user's history needs the view right; without it a user may read their
+        own, and that of a device they asked on (the reputation service asks with the requester's token when it
+        judges a new request)."""
         principal = await authorize(self.verifier, context.invocation_metadata(), READ)
-        user_id = roles._canonical(request.user_id)
-        if principal.delegated and (request.device_id or user_id != roles._canonical(principal.object_id)):
-            await self._caller(context, READ, VIEW)
+        user_id, device_id, now = roles._canonical(request.user_id), request.device_id, self.clock()
+        if principal.delegated:
+            own = roles._canonical(principal.object_id)
+            if user_id not in ("", own) or (device_id and not await self.store.has_asked_on(
+                    principal.tenant_id, own, device_id)):
+                await self._caller(context, READ, VIEW)
         days = request.lookback_days or HISTORY_LOOKBACK_DAYS
         if not 0 < days <= 3660:
             raise errors.invalid("lookback_days must be between 1 and 3660.")
@@ -281,11 +285,10 @@ class ElevationRequestServicer(pb_grpc.ElevationRequestServiceServicer):
         if request.exclude_request_id:
             with contextlib.suppress(ValueError):
                 exclude = uuid.UUID(request.exclude_request_id)
-        now = self.clock()
-        counts = await self.store.history(principal.tenant_id, now, now - timedelta(days=days), user_id,
-                                          request.device_id, exclude)
+        counts = await self.store.history(principal.tenant_id, now, now - timedelta(days=days), user_id, device_id,
+                                          exclude)
         return pb.RequestHistory(user=pb.HistoryCounts(**counts["user"]) if user_id else None,
-                                 device=pb.HistoryCounts(**counts["device"]) if request.device_id else None)
+                                 device=pb.HistoryCounts(**counts["device"]) if device_id else None)
 
     async def ListAuditEvents(self, request, context):
         principal, _ = await self._caller(context, AUDIT_READ, VIEW)

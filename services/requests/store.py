@@ -305,6 +305,11 @@ class RequestStore:
             f"UPDATE {TABLE} SET {', '.join(f'{n} = ${i + 3}' for i, n in enumerate(names))} "
             "WHERE tenant_id = $1 AND id = $2", tenant, request_id, *summary.values())
 
+    async def has_asked_on(self, tenant: str, user_id: str, device_id: str) -> bool:
+        return await self.pool.fetchval(
+            f"SELECT EXISTS (SELECT 1 FROM {TABLE} WHERE tenant_id = $1 AND device_id = $2 "
+            "AND requested_by_user_id = $3)", tenant, device_id, user_id)
+
     async def history(self, tenant: str, now: datetime, since: datetime, user_id: str, device_id: str,
                       exclude: uuid.UUID | None) -> dict[str, dict[str, int]]:
         """Counts of the user's and the device's requests created since `since`, by state at `now`."""

@@ -3,6 +3,7 @@ the streaming import: verdicts, publisher trust, history-driven risk, batch look
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -321,3 +322,70 @@ async def test_a_bad_analysis_request_is_refused(stub, caller):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await analyze(stub, caller, "not-a-hash")
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "SHA-256" in err.value.details()
+
+
+async def test_a_users_own_history_needs_no_role_but_someone_elses_does(requests_channel, token):
+    requests = requests_grpc.ElevationRequestServiceStub(requests_channel)
+    me, device = str(uuid.uuid4()), f"pc-{uuid.uuid4()}"
+    mine = md(token(oid=me, upn="me@contoso.example"))
+    await requests.CreateElevationRequest(requests_pb.CreateElevationRequestRequest(
+        elevation_request=requests_pb.ElevationRequest(
+            requested_on_device_id=device, application_detail=requests_pb.ElevationRequestApplicationDetail(
+                file_hash=sha(f"own {uuid.uuid4()}")))), metadata=mine)
+    history = await requests.GetRequestHistory(requests_pb.GetRequestHistoryRequest(
+        user_id=me.upper(), device_id=device), metadata=mine)
+    assert (history.user.total, history.user.pending, history.device.total, history.device.distinct_users) == \
+        (1, 1, 1, 1)
+    for asked in (requests_pb.GetRequestHistoryRequest(user_id=str(uuid.uuid4())),
+                  requests_pb.GetRequestHistoryRequest(user_id=me, device_id="a-device-i-never-used")):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await requests.GetRequestHistory(asked, metadata=mine)
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_the_verdict_attached_to_a_request_counts_in_the_requesters_history(stub, requests_channel, token, app):
+    requests = requests_grpc.ElevationRequestServiceStub(requests_channel)
+    me, device = str(uuid.uuid4()), f"pc-{uuid.uuid4()}"
+    mine = md(token(oid=me, upn="me@contoso.example"))
+    sample = feed_data.driver_samples()["malicious"][1]
+    created = await requests.CreateElevationRequest(requests_pb.CreateElevationRequestRequest(
+        elevation_request=requests_pb.ElevationRequest(
+            requested_on_device_id=device, request_justification="printer driver",
+            application_detail=requests_pb.ElevationRequestApplicationDetail(
+                file_hash=sample["SHA256"], file_name="driver.sys"))), metadata=mine)
+    assert not created.HasField("reputation")  # attached in the background, never on the create path
+    for _ in range(100):
+        found = await requests.GetElevationRequest(requests_pb.GetElevationRequestRequest(id=created.id), metadata=app)
+        if found.HasField("reputation"):
+            break
+        await asyncio.sleep(0.05)
+    assert (found.reputation.verdict, found.reputation.recommendation, found.reputation.app_reputation) == \
+        ("malicious", "deny", "knownMalicious")
+    assert found.reputation.risk_score >= 95 and found.etag == created.etag  # not a change of the request
+    history = await requests.GetRequestHistory(requests_pb.GetRequestHistoryRequest(user_id=me), metadata=mine)
+    assert history.user.malicious == 1
+    later = await analyze(stub, app, sha(f"next {uuid.uuid4()}"), user_id=me, device_id=device)
+    assert any("malicious files" in f for f in later.user_risk.factors) and later.user_risk.score >= 30
+
+
+async def test_oversized_fields_and_uploads_are_refused(stub, caller, reputation_address):
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await analyze(stub, caller, sha("long"), file_name="a" * 40_000)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "file_name is too long" in err.value.details()
+
+    def upload_too_much() -> grpc.RpcError:
+        """With the sync client: grpc.aio reports INTERNAL instead of the server's status when the server ends a
+        stream the client is still writing (grpc/grpc#36066)."""
+        def messages():
+            yield pb.ImportFeedRequest(header=pb.ImportHeader(format=pb.FEED_FORMAT_HASH_LIST, feed="huge"))
+            for _ in range(300):
+                yield pb.ImportFeedRequest(content=pb.FeedContent(path="huge.csv", data=b"#" * (1 << 20)))
+        with grpc.insecure_channel(reputation_address) as channel:
+            try:
+                list(pb_grpc.FileReputationServiceStub(channel).ImportFeed(messages(), metadata=caller))
+            except grpc.RpcError as error:
+                return error
+        raise AssertionError("the upload was accepted")
+
+    error = await asyncio.to_thread(upload_too_much)
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "256 MiB" in error.details()

@@ -23,17 +23,10 @@ from services.reputation import app as reputation_app
 from services.reputation.store import ReputationStore
 
 from .. import feed_data
+from .test_reputation_grpc import md, sha
 
 BAZAAR_HEADER = ('# "first_seen_utc","sha256_hash","md5_hash","sha1_hash","reporter","file_name","file_type_guess",'
                  '"mime_type","signature","clamav","vtpercent","imphash","ssdeep","tlsh"')
-
-
-def sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def md(bearer: str) -> tuple:
-    return (("authorization", f"Bearer {bearer}"),)
 
 
 @pytest.fixture

@@ -137,9 +137,9 @@ def make_batches(keys: list[str], total: int, batch: int, hit_rate: float, rng: 
     return out
 
 
-async def run_workers(batches: list, concurrency: int, seconds: float, call) -> tuple[int, float, list]:
+async def run_workers(batches: list, concurrency: int, seconds: float, call) -> tuple[int, float, float, list]:
     """`concurrency` workers take the next batch until none is left (count bound) or `seconds` passed (time
-    bound); returns (keys done, wall seconds, [(batch index, answer)])."""
+    bound); returns (keys done, wall seconds, this process's CPU seconds, [(batch index, answer)])."""
     answers: list = []
     nxt = 0
     deadline = time.monotonic() + seconds
@@ -150,32 +150,32 @@ async def run_workers(batches: list, concurrency: int, seconds: float, call) -> 
             index, nxt = nxt, nxt + 1
             answers.append((index, await call(slot, index)))
 
-    started = time.perf_counter()
+    cpu, started = time.process_time(), time.perf_counter()
     await asyncio.gather(*(worker(slot) for slot in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    return sum(len(batches[i][0]) for i, _ in answers), elapsed, answers
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return sum(len(batches[i][0]) for i, _ in answers), elapsed, cpu, answers
 
 
-async def lookup_floor(conns: list, batches: list, seconds: float) -> tuple[int, float]:
+async def lookup_floor(conns: list, batches: list, seconds: float) -> tuple[int, float, float]:
     async def call(slot: int, index: int):
         return len(await conns[slot].fetch(FLOOR_SQL, batches[index][0]))
 
-    keys, elapsed, answers = await run_workers(batches, len(conns), seconds, call)
+    keys, elapsed, cpu, answers = await run_workers(batches, len(conns), seconds, call)
     for index, found in answers:
         if found != batches[index][1]:
             raise SystemExit(f"FLOOR FAILED: batch {index} found {found} rows, {batches[index][1]} keys are present")
-    return keys, elapsed
+    return keys, elapsed, cpu
 
 
 async def lookup_product(lookup, requests: list[bytes], batches: list, concurrency: int, token: str,
-                         seconds: float) -> tuple[int, float]:
+                         seconds: float) -> tuple[int, float, float]:
     """Raw bytes in, raw bytes out while timed; every answer is parsed and checked afterwards."""
     metadata = (("authorization", f"Bearer {token}"),)
 
     async def call(slot: int, index: int):
         return await lookup(requests[index], metadata=metadata, timeout=60)
 
-    keys, elapsed, answers = await run_workers(batches, concurrency, seconds, call)
+    keys, elapsed, cpu, answers = await run_workers(batches, concurrency, seconds, call)
     unknown = pb.APP_REPUTATION_UNKNOWN
     for index, raw in answers:
         asked, present = batches[index]
@@ -184,7 +184,7 @@ async def lookup_product(lookup, requests: list[bytes], batches: list, concurren
         if len(results) != len(asked) or known != present or any(r.hash != h for r, h in zip(results, asked)):
             raise SystemExit(f"LOOKUP FAILED: batch {index}: {len(results)} results for {len(asked)} hashes, "
                              f"{known} not unknown, {present} present")
-    return keys, elapsed
+    return keys, elapsed, cpu
 
 
 async def part_lookup(url: str, secret: str, args, free: dict) -> dict:
@@ -202,7 +202,8 @@ async def part_lookup(url: str, secret: str, args, free: dict) -> dict:
     service = c.serve_epm("reputation", port, env)
     conns: list = []
     admin = None
-    results = {"floor": [], "product": [], "cpu_us": [], "pg_floor_us": [], "pg_product_us": []}
+    results = {"floor": [], "product": [], "cpu_us": [], "pg_floor_us": [], "pg_product_us": [],
+               "client_floor_us": [], "client_product_us": []}
     try:
         conns = [await asyncpg.connect(url) for _ in range(args.concurrency)]
         admin = await asyncpg.connect(url)
@@ -214,15 +215,17 @@ async def part_lookup(url: str, secret: str, args, free: dict) -> dict:
             await lookup_product(lookup, requests, warm, args.concurrency, token, args.lookup_seconds)
             for rep in range(args.reps):
                 before = await pg.snapshot()
-                done, elapsed = await lookup_floor(conns, batches, args.lookup_seconds)
+                done, elapsed, client = await lookup_floor(conns, batches, args.lookup_seconds)
                 after = await pg.snapshot()
                 results["floor"].append(done / elapsed)
+                results["client_floor_us"].append(client / done * 1e6)
                 if (d := c.PgBackends.delta(before, after)) is not None:
                     results["pg_floor_us"].append(d / done * 1e6)
                 cpu, before = c.cpu_seconds(service.pid), await pg.snapshot()
-                done, elapsed = await lookup_product(lookup, requests, batches, args.concurrency, token,
-                                                     args.lookup_seconds)
+                done, elapsed, client = await lookup_product(lookup, requests, batches, args.concurrency, token,
+                                                             args.lookup_seconds)
                 after = await pg.snapshot()
+                results["client_product_us"].append(client / done * 1e6)
                 results["cpu_us"].append((c.cpu_seconds(service.pid) - cpu) / done * 1e6)
                 results["product"].append(done / elapsed)
                 if (d := c.PgBackends.delta(before, after)) is not None:
@@ -247,11 +250,13 @@ def report_lookup(args, r: dict) -> float:
     c.print_table(
         f"1. Batch hash lookup: {args.rows:,}-row table, batches of {args.batch} ({args.hit_rate:.0%} present), "
         f"{args.concurrency} concurrent, {args.reps} reps (min / median / max)",
-        ["what", "keys/s", "ratio of medians vs floor", "target", "service CPU µs/key", "postgres CPU µs/key"],
+        ["what", "keys/s", "ratio of medians vs floor", "target", "service CPU µs/key", "postgres CPU µs/key",
+         "bench process CPU µs/key"],
         [[f"floor: asyncpg `= ANY($1::text[])`, {args.concurrency} connections", c.mmm(r["floor"]), "1.00", "",
-          "", pg("pg_floor_us")],
+          "", pg("pg_floor_us"), pg("client_floor_us")],
          [f"product: LookupHashes over grpc.aio, {args.concurrency} concurrent calls", c.mmm(r["product"]),
-          f"{ratio:.2f}", f">= {LOOKUP_TARGET:.2f}", c.mmm(r["cpu_us"], 1), pg("pg_product_us")]])
+          f"{ratio:.2f}", f">= {LOOKUP_TARGET:.2f}", c.mmm(r["cpu_us"], 1), pg("pg_product_us"),
+          pg("client_product_us")]])
     return ratio
 
 
@@ -345,19 +350,20 @@ def lua_string(text: str) -> str:
     return "[==[" + text + "]==]"
 
 
-def http_load(base: str, token: str, paths: list[str], seconds: float, args) -> dict:
+def http_load(base: str, token: str, paths: list[str], seconds: float, connections: int, args) -> dict:
     """One bounded GET load run (time and count) rotating over `paths`."""
-    limit = max(1, args.max_requests // args.threads) if args.wrk else args.max_requests
+    threads = min(args.threads, connections)
+    limit = max(1, args.max_requests // threads) if args.wrk else args.max_requests
     if args.wrk:
         table = "{" + ", ".join(lua_string(p) for p in paths) + "}"
         script = (f'PATHS = {table}\nHEADERS = {{["Authorization"] = "Bearer {token}"}}\nLIMIT = {limit}\n'
                   f"{WRK_SCRIPT}")
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
             f.write(script)
-        argv = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{max(1, round(seconds))}s", "--timeout",
+        argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout",
                 "10s", "-s", f.name, base + paths[0]]
     else:
-        config = {"url": base, "token": token, "connections": args.connections, "seconds": seconds,
+        config = {"url": base, "token": token, "connections": connections, "seconds": seconds,
                   "max_requests": limit, "paths": paths, "expect": 200}
         argv = [c.PYTHON, str(HERE / "_httpload.py"), json.dumps(config)]
     try:
@@ -376,12 +382,12 @@ def http_load(base: str, token: str, paths: list[str], seconds: float, args) -> 
 
 
 async def measure_http(name: str, base: str, token: str, paths: list[str], servers: list[c.Proc],
-                       pg: c.PgBackends | None, args) -> dict:
+                       pg: c.PgBackends | None, args, connections: int, seconds: float) -> dict:
     if args.warmup:
-        http_load(base, token, paths, args.warmup, args)
+        http_load(base, token, paths, args.warmup, connections, args)
     before = [c.cpu_seconds(p.pid) for p in servers]
     db_before = await pg.snapshot() if pg else None
-    result = http_load(base, token, paths, args.seconds, args)
+    result = http_load(base, token, paths, seconds, connections, args)
     db_after = await pg.snapshot() if pg else None
     n = result["requests"]
     split = {p.name: (c.cpu_seconds(p.pid) - b) / n * 1e6 for p, b in zip(servers, before)}
@@ -411,7 +417,7 @@ async def part_analysis(url: str, secret: str, args) -> tuple[dict, dict]:
     quiet = {"EPM_LOG_LEVEL": "WARNING"}
     procs: dict[str, c.Proc] = {}
     admin = None
-    results: dict[str, list[dict]] = {"floor": [], "product": []}
+    results: dict[str, list[dict]] = {"floor": [], "product": [], "floor low": [], "product low": []}
     try:
         procs["health"] = c.start("health", [c.PYTHON, str(HERE / "_onehop.py"), "grpc", str(ports["health"])],
                                   ports["health"], quiet)
@@ -428,15 +434,25 @@ async def part_analysis(url: str, secret: str, args) -> tuple[dict, dict]:
               f"{args.connections} connections, {args.warmup} s warm-up + {args.seconds} s, {args.reps} reps, "
               f"load {'wrk -t%d' % args.threads if args.wrk else 'python aiohttp'}", flush=True)
         product_servers = [procs[n] for n in ("gateway", "reputation", "events", "requests")]
+        floor_servers = [procs["onehop"], procs["health"]]
         for rep in range(args.reps):
-            floor = await measure_http("floor", floor_url, token, paths, [procs["onehop"], procs["health"]],
-                                       None, args)
-            product = await measure_http("product", gateway_url, token, paths, product_servers, pg, args)
+            floor = await measure_http("floor", floor_url, token, paths, floor_servers, None, args,
+                                       args.connections, args.seconds)
+            product = await measure_http("product", gateway_url, token, paths, product_servers, pg, args,
+                                         args.connections, args.seconds)
             results["floor"].append(floor)
             results["product"].append(product)
+            if args.low_connections:
+                for kind, url_, servers, pg_ in (("floor", floor_url, floor_servers, None),
+                                                 ("product", gateway_url, product_servers, pg)):
+                    results[f"{kind} low"].append(await measure_http(
+                        f"{kind} low", url_, token, paths, servers, pg_, args, args.low_connections,
+                        args.low_seconds))
+            low = (f"; at {args.low_connections} connection(s): floor p99 {results['floor low'][-1]['p99_ms']:.1f} "
+                   f"ms, product p99 {results['product low'][-1]['p99_ms']:.1f} ms") if args.low_connections else ""
             print(f"rep {rep + 1}: floor {c.num(floor['rate'])} req/s p99 {floor['p99_ms']:.1f} ms; product "
                   f"{c.num(product['rate'])} req/s p99 {product['p99_ms']:.1f} ms; CPU µs/req "
-                  + ", ".join(f"{k} {v:.0f}" for k, v in product["split"].items()), flush=True)
+                  + ", ".join(f"{k} {v:.0f}" for k, v in product["split"].items()) + low, flush=True)
     except BaseException:
         for proc in procs.values():
             print(f"{proc.name} log (last lines):\n{proc.tail(10)}", file=sys.stderr)
@@ -451,18 +467,23 @@ async def part_analysis(url: str, secret: str, args) -> tuple[dict, dict]:
 
 def report_analysis(args, results: dict) -> dict:
     rows = []
+    low = f" ({args.low_connections} connection{'s' if args.low_connections > 1 else ''}, for context)"
     names = {"floor": "floor: aiohttp GET handler + 1 unary grpc.aio call (Health/Check)",
-             "product": "product: GET fileReputations/{sha256}: gateway -> AnalyzeFile (-> events, PostgreSQL)"}
+             "product": "product: GET fileReputations/{sha256}: gateway -> AnalyzeFile (-> events, PostgreSQL)",
+             "floor low": "floor" + low, "product low": "product" + low}
     for kind, runs in results.items():
+        if not runs:
+            continue
         splits = {k: statistics.median(r["split"][k] for r in runs) for k in runs[0]["split"]}
         servers = sum(v for k, v in splits.items() if k != "postgres")
         rows.append([names[kind], c.mmm([r["rate"] for r in runs]), c.mmm([r["p50_ms"] for r in runs], 2),
                      c.mmm([r["p99_ms"] for r in runs], 2), f"< {P99_TARGET_MS:.0f} ms" if kind == "product" else "",
                      str(sum(r["other"] + r.get("socket_errors", 0) for r in runs)), c.num(servers),
                      ", ".join(f"{k} {v:.0f}" for k, v in splits.items())])
+    extra = f" (+ {args.low_seconds} s at {args.low_connections})" if args.low_connections else ""
     c.print_table(f"2. Single analysis through the gateway, {args.connections} connections, {args.distinct} distinct "
-                  f"hashes, {args.seconds} s per run, {args.reps} reps (min / median / max)",
-                  ["what", "req/s", "p50 ms", "p99 ms", "p99 target", "non-200", "server CPU µs/req",
+                  f"hashes, {args.seconds} s per run{extra}, {args.reps} reps (min / median / max)",
+                  ["what", "req/s", "p50 ms", "p99 ms", "p99 target", "non-200", "server CPU µs/req (no postgres)",
                    "CPU µs/req per process (median)"], rows)
     return {"p99": statistics.median(r["p99_ms"] for r in results["product"]),
             "non200": sum(r["other"] + r.get("socket_errors", 0) for r in results["product"])}
@@ -551,6 +572,9 @@ def parse(argv=None):
     g.add_argument("--distinct", type=int, default=600, help="distinct hashes the requests rotate over")
     g.add_argument("--known-share", type=float, default=0.5,
                    help="share of real LOLDrivers hashes (half malicious, half vulnerable) among them")
+    g.add_argument("--low-connections", type=int, default=1,
+                   help="also measure both sides at this many connections, for the unloaded latency (0: skip)")
+    g.add_argument("--low-seconds", type=float, default=3, help="measured seconds of each low-concurrency run")
     g.add_argument("--python-load", action="store_true", help="use bench/_httpload.py even if wrk is installed")
     g = p.add_argument_group("2 and 3. feeds")
     g.add_argument("--feeds-dir", default=str(c.ROOT.parent / "shared" / "data"),

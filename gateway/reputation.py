@@ -16,14 +16,16 @@ from epm.reputation.v1 import file_reputation_service_pb2_grpc as pb_grpc
 from epm.requests.v1 import elevation_request_service_pb2 as requests_pb
 from epm.requests.v1 import elevation_request_service_pb2_grpc as requests_grpc
 
-from . import elevation_requests, graphjson
+from . import elevation_requests, graphjson, query
 from .errors import GraphError, bad_request
 from .graph import call_options, entity_body, read_json, reply, service_root, stub
 
 SECURITY = "/beta/security"
-ANALYSIS_SET, RULES_SET, FEEDS_SET = "fileReputations", "security/publisherRules", "security/reputationFeeds"
+ANALYSIS_SET, RULES_SET, FEEDS_SET = ("security/fileReputations", "security/publisherRules",
+                                     "security/reputationFeeds")
 DETAIL_FIELDS = [f.name for f in pb.FileDetail.DESCRIPTOR.fields]
 MAX_LOOKUP = 10_000
+NO_OPTIONS: frozenset[str] = frozenset()
 
 
 def _stub(request: web.Request) -> pb_grpc.FileReputationServiceStub:
@@ -85,6 +87,7 @@ async def lookup(request: web.Request) -> web.Response:
 
 
 async def list_rules(request: web.Request) -> web.Response:
+    query.parse(request.query, NO_OPTIONS, frozenset())  # a short list, whole: any OData option is a 400
     found = await _stub(request).ListPublisherRules(pb.ListPublisherRulesRequest(), **call_options(request))
     return reply({"@odata.context": f"{service_root(request)}/$metadata#{RULES_SET}",
                   "value": [graphjson.to_json(r) for r in found.rules]})
@@ -115,6 +118,7 @@ async def delete_rule(request: web.Request) -> web.Response:
 
 
 async def list_feeds(request: web.Request) -> web.Response:
+    query.parse(request.query, NO_OPTIONS, frozenset())
     found = await _stub(request).ListFeeds(pb.ListFeedsRequest(), **call_options(request))
     return reply({"@odata.context": f"{service_root(request)}/$metadata#{FEEDS_SET}",
                   "value": [{"id": f"{'shared' if f.shared else 'tenant'}.{f.name}", **graphjson.to_json(f)}

@@ -3,12 +3,15 @@ the helpers that upload a feed over the gRPC stream."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from functools import cache
 from pathlib import Path
 
+import grpc
 import yaml
 from epm.reputation.v1 import file_reputation_service_pb2 as pb
+from epm.reputation.v1 import file_reputation_service_pb2_grpc as pb_grpc
 
 CHUNK = 256 * 1024
 
@@ -63,3 +66,18 @@ def requests_for(fmt: int, path: Path, *, feed: str = "", shared: bool = False, 
 async def upload(stub, metadata, fmt: int, path: Path, **header) -> list[pb.ImportFeedProgress]:
     """Every progress message of one import; the last is PHASE_DONE."""
     return [p async for p in stub.ImportFeed(requests_for(fmt, path, **header), metadata=metadata, timeout=120)]
+
+
+async def refused(address: str, metadata, messages) -> grpc.RpcError:
+    """The error that ends an upload (an ImportFeed request stream) the server refuses. With the sync client:
+    grpc.aio reports INTERNAL instead of the server's status when the server ends a stream the client is still
+    writing (grpc/grpc#36066)."""
+    def run() -> grpc.RpcError:
+        with grpc.insecure_channel(address) as channel:
+            try:
+                list(pb_grpc.FileReputationServiceStub(channel).ImportFeed(messages, metadata=metadata, timeout=60))
+            except grpc.RpcError as error:
+                return error
+        raise AssertionError("the upload was accepted")
+
+    return await asyncio.to_thread(run)

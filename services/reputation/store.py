@@ -132,7 +132,8 @@ class ReputationStore:
 
     async def create_rule(self, tenant: str, kind: str, value: str, blocked: bool, display_name: str,
                           note: str) -> tuple[asyncpg.Record, bool]:
-        """(rule, created): the same kind and value again returns the stored rule unchanged."""
+        """(rule, created): the same kind and value again returns the stored rule unchanged (the caller tells
+        whether it says the same)."""
         row = await self.pool.fetchrow(
             "INSERT INTO reputation.publisher_rules (tenant_id, id, kind, value, blocked, display_name, note) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, kind, value) DO NOTHING RETURNING *",

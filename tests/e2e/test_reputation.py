@@ -199,7 +199,7 @@ def check_malicious(analysis: dict, sample: dict) -> None:
     assert (analysis["appReputation"], analysis["verdict"], analysis["recommendation"]) == (
         "knownMalicious", "malicious", "deny")
     assert analysis["riskScore"] >= 95
-    source = next(s for s in analysis["sources"] if s["label"] == "malicious")
+    source = next(s for s in analysis["sources"] if s["label"] == "malicious" and s["feed"] == "loldrivers")
     assert (source["feed"], source["matchedBy"], source["tenantOwned"]) == ("loldrivers", "sha256", False)
     assert source["reference"] == driver_reference(sample)
     assert source["feedVersion"] == feed_data.snapshot(feed_data.loldrivers())
@@ -233,6 +233,18 @@ async def test_a_reviewer_gets_the_analysis_of_a_request(client, requester, mana
                 assert analysis["prevalence"]["@odata.type"] == "#microsoft.graph.filePrevalence"
                 assert analysis["prevalence"]["devices"] == 0 and analysis["prevalence"]["firstSeenDateTime"] is None
                 assert analysis["publisher"]["trust"] == "unknown" and "publisher.unsigned" in signals(analysis)
+
+
+async def test_a_read_only_reviewer_or_an_application_may_analyze(client, requester, admin, person, app):
+    """The view right with a read-only Graph scope is enough; an application needs only its Graph permission."""
+    sample = malicious()
+    created = await call(client, "POST", REQUESTS, requester, 201, json=request_body(sample["SHA256"]))
+    read_only = person("rita", scopes=[CONFIG_READ])
+    await assign(client, admin, read_only.oid, READER)
+    for who in (read_only, app):
+        analysis = await call(client, "GET", f"{REQUESTS}/{created['id']}/analyze", who)
+        check_malicious(analysis, sample)
+        assert analysis["userRisk"] is not None and analysis["deviceRisk"] is not None
 
 
 async def test_the_request_analysis_carries_the_requesters_history(client, requester, manager):
@@ -329,8 +341,8 @@ async def test_a_file_name_makes_a_dual_use_binary(client, full, query):
     assert (analysis["appReputation"], analysis["verdict"]) == ("dualUse", "suspicious")
     assert analysis["recommendation"] != "approve" and analysis["riskScore"] >= 50  # never approved on its own
     assert "feed.dualUse" in signals(analysis) and analysis["riskScore"] > plain["riskScore"]
-    source = next(s for s in analysis["sources"] if s["label"] == "dualUse")
-    assert (source["feed"], source["matchedBy"]) == ("lolbas", "fileName")
+    source = next(s for s in analysis["sources"] if s["label"] == "dualUse" and s["feed"] == "lolbas")
+    assert (source["matchedBy"], source["tenantOwned"]) == ("fileName", False)
     assert source["feedVersion"] == feed_data.snapshot(feed_data.lolbas())
     assert source["reference"].startswith("https://github.com/LOLBAS-Project/")
     assert analysis["summary"].startswith("Dual-use binary:")
@@ -414,7 +426,9 @@ async def test_analyze_refuses_bad_bodies(client, full):
                        ({"file": good, "id": "x"}, "'id'"), ({"file": "abc"}, "microsoft.graph.fileDetail"),
                        ({"file": good, "@odata.type": "#microsoft.graph.fileAnalysis"}, "@odata.type"),
                        ([good], "JSON object"), ({"file": {"fileHash": "abc"}}, "SHA-256"),
-                       ({}, "SHA-256"), ({"deviceId": "device-1"}, "SHA-256")):
+                       ({}, "SHA-256"), ({"deviceId": "device-1"}, "SHA-256"),
+                       ({"file": {**good, "fileName": "x" * 32_768}}, "file_name is too long"),
+                       ({"file": {**good, "publisherCert": "A" * (256 * 1024 + 1)}}, "publisher_cert is too long")):
         message = await failure(client, "POST", url, full, 400, "BadRequest", json=bad)
         assert named in message, (bad, message)
     await failure(client, "POST", url, full, 400, "BadRequest", data=b'{"file": {',
@@ -521,6 +535,7 @@ async def test_publisher_rules_are_created_listed_read_and_deleted(client, full,
     async with client.get(location, headers=full) as resp:
         assert resp.status == 200 and await resp.json() == created
 
+    await failure(client, "PATCH", f"{RULES}/{created['id']}", full, 405, "MethodNotAllowed", json={"blocked": True})
     async with client.delete(f"{RULES}/{created['id']}", headers=full) as resp:
         assert resp.status == 204 and await resp.read() == b""
     assert created["id"] in await failure(client, "GET", f"{RULES}/{created['id']}", full, 404, "ResourceNotFound")
@@ -534,7 +549,12 @@ async def test_the_same_rule_twice_is_one_rule(client, full):
     first = await call(client, "POST", RULES, full, 201, json={"kind": "publisherName", "value": "Fabrikam"})
     again = await call(client, "POST", RULES, full, 201, json={"kind": "publisherName", "value": "FABRIKAM "})
     assert again["id"] == first["id"]
-    assert len((await call(client, "GET", RULES, full))["value"]) == 1
+    # the same publisher with the opposite decision is a conflict, never a silent no-op
+    conflict = await call(client, "POST", RULES, full, 409, json={"kind": "publisherName", "value": "fabrikam",
+                                                                  "blocked": True})
+    assert conflict["error"]["code"] == "Conflict" and "already trusts" in conflict["error"]["message"]
+    rules = (await call(client, "GET", RULES, full))["value"]
+    assert len(rules) == 1 and rules[0]["blocked"] is False
 
 
 async def test_bad_publisher_rules_are_refused(client, full):
@@ -559,6 +579,18 @@ async def test_bad_publisher_rules_are_refused(client, full):
     await failure(client, "POST", RULES, full, 400, "BadRequest", data=b"{", content_type="application/json")
     await failure(client, "POST", RULES, full, 415, "UnsupportedMediaType", data=b"{}", content_type="text/plain")
     assert (await call(client, "GET", RULES, full))["value"] == []  # nothing was stored
+
+
+async def test_the_rule_and_feed_collections_refuse_query_options_they_ignore(client, full):
+    """As on every other gateway collection (gateway/query.py): an OData option the resource does not support is a
+    400 that names it, never silently ignored (a $filter=blocked eq true must not answer trusted rules too)."""
+    await call(client, "POST", RULES, full, 201, json={"kind": "publisherName", "value": "Trusted Co"})
+    await call(client, "POST", RULES, full, 201, json={"kind": "publisherName", "value": "Blocked Co",
+                                                       "blocked": True})
+    for path in (RULES, FEEDS):
+        for option in ({"$filter": "blocked eq true"}, {"$top": "1"}, {"$orderby": "value"}):
+            message = await failure(client, "GET", path, full, 400, "BadRequest", params=option)
+            assert next(iter(option)) in message
 
 
 async def test_a_read_only_token_reads_rules_but_cannot_change_them(client, full, token):
@@ -682,6 +714,35 @@ async def test_a_new_request_gets_the_verdict_of_its_file(client, requester, man
     dual_verdict = (await annotated(client, manager, dual["id"]))["@epm.reputation"]
     assert (dual_verdict["appReputation"], dual_verdict["verdict"]) == ("dualUse", "suspicious")
     assert (await annotated(client, manager, unknown["id"]))["@epm.reputation"]["appReputation"] == "unknown"
+
+
+async def test_the_tenants_rules_decide_the_attached_verdict(client, requester, manager, full):
+    await call(client, "POST", RULES, full, 201, json={"kind": "publisherName", "value": "Shady Tools LLC",
+                                                       "blocked": True})
+    created = await call(client, "POST", REQUESTS, requester, 201, json=request_body(
+        sha(f"shady {uuid.uuid4()}"), file_name="setup.exe", publisherName="Shady Tools LLC"))
+    verdict = (await annotated(client, manager, created["id"]))["@epm.reputation"]
+    assert (verdict["verdict"], verdict["recommendation"], verdict["riskScore"]) == ("malicious", "deny", 100)
+    assert verdict["appReputation"] == "unknown"  # no feed knows the file: the tenant's rule decides
+
+
+async def test_the_attached_verdict_weighs_the_requesters_history(client, person, manager):
+    """The verdict is computed with the requester's own token (services/requests/verdicts.py), and a user may read
+    their own history and that of a device they asked on (GetRequestHistory): a user whose last three requests were
+    denied is riskier than a newcomer asking for the same file on a fresh device."""
+    file_hash = sha(f"installer {uuid.uuid4()}")
+    repeat, newcomer = person("rob"), person("nina")
+    for i in range(3):
+        denied = await call(client, "POST", REQUESTS, repeat, 201,
+                            json=request_body(sha(f"tool {i} {uuid.uuid4()}"), device=f"old-{i}"))
+        await call(client, "POST", f"{REQUESTS}/{denied['id']}/deny", manager, json={})
+    asked = await call(client, "POST", REQUESTS, repeat, 201, json=request_body(file_hash, device="fresh-1"))
+    fresh = await call(client, "POST", REQUESTS, newcomer, 201, json=request_body(file_hash, device="fresh-2"))
+    analysis = await call(client, "GET", f"{REQUESTS}/{asked['id']}/analyze", manager)
+    assert analysis["userRisk"]["score"] >= 45  # what a reviewer sees
+    risky = (await annotated(client, manager, asked["id"]))["@epm.reputation"]
+    plain = (await annotated(client, manager, fresh["id"]))["@epm.reputation"]
+    assert risky["riskScore"] > plain["riskScore"], (risky, plain, analysis["riskScore"])
 
 
 async def test_a_down_reputation_service_never_blocks_creation(client, requester, manager, settings, clock,

@@ -181,19 +181,18 @@ async def test_nsrl_rds_v3_and_the_legacy_text_file(stub, caller, tmp_path):
     assert found.results[0].sources[0].name == "setup, v2.exe"
 
 
-async def test_an_upload_that_is_not_the_format_is_refused_and_changes_nothing(stub, caller, tmp_path):
+async def test_an_upload_that_is_not_the_format_is_refused_and_changes_nothing(stub, caller, tmp_path,
+                                                                               reputation_address):
     junk = tmp_path / "not.db"
     junk.write_bytes(b"SQLite format 2? no")
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await feed_data.upload(stub, caller, pb.FEED_FORMAT_NSRL, junk, feed="nsrl-junk")
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "NSRL" in err.value.details()
-    with pytest.raises(grpc.aio.AioRpcError) as err:  # no header
-        await stub.ImportFeed(iter([pb.ImportFeedRequest(content=pb.FeedContent(path="a", data=b"x"))]),
-                              metadata=caller).read()
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await feed_data.upload(stub, caller, pb.FEED_FORMAT_HASH_LIST, junk, feed="../../etc")
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    no_header = iter([pb.ImportFeedRequest(content=pb.FeedContent(path="a", data=b"x"))])
+    bad_name = feed_data.requests_for(pb.FEED_FORMAT_HASH_LIST, junk, feed="../../etc")
+    for messages, words in ((no_header, "header"), (bad_name, "feed must be")):
+        error = await feed_data.refused(reputation_address, caller, messages)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and words in error.details()
 
 
 async def test_uploaded_paths_cannot_leave_the_upload_folder(stub, caller):

@@ -6,7 +6,9 @@ process).
 CONFIG_JSON: {"url", "token", "connections", "seconds", "max_requests", "template", "prefix", "base"}; the body
 of POST request n is template % (prefix + str(n), ISO time of base - n seconds). With "paths" (a list) instead,
 request n is GET url + paths[n % len(paths)]. "expect" is the good status (default 201); "created" and "ok"
-count it, "other" counts everything else.
+count it, "other" counts everything else. With "rate" (requests/s in all), the load is open: request n is due at
+start + n / rate, the connections take turns, and a latency counts from when the request was due (so a slow
+server cannot hide its queue by slowing the client down).
 """
 
 from __future__ import annotations
@@ -33,12 +35,17 @@ async def run(cfg: dict) -> dict:
     deadline = time.monotonic() + cfg["seconds"]
     paths, expect = cfg.get("paths"), cfg.get("expect", 201)
 
+    rate, first = cfg.get("rate"), time.perf_counter()
+
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal sent
         while sent < cfg["max_requests"] and time.monotonic() < deadline:
             sent += 1  # no await between the read and the write: no lost updates
             n = sent
             started = time.perf_counter()
+            if rate:
+                started = first + (n - 1) / rate
+                await asyncio.sleep(max(0.0, started - time.perf_counter()))
             try:
                 if paths:
                     request = session.get(cfg["url"] + paths[n % len(paths)], headers=headers)

@@ -17,6 +17,7 @@ no high user or device risk), else investigate.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import PureWindowsPath
@@ -141,14 +142,15 @@ def analyze(facts: Facts) -> Analysis:
     evidence: list[Evidence] = []
 
     if found["malicious"]:
-        evidence.append(_feed_evidence("feed.malicious", found["malicious"], "lists it as malicious"))
+        evidence.append(_feed_evidence("feed.malicious", found["malicious"], ("lists", "list"), "it as malicious"))
     if found["vulnerableDriver"]:
-        evidence.append(_feed_evidence("feed.vulnerableDriver", found["vulnerableDriver"],
-                                       "lists it as a vulnerable driver"))
+        evidence.append(_feed_evidence("feed.vulnerableDriver", found["vulnerableDriver"], ("lists", "list"),
+                                       "it as a vulnerable driver"))
     if found["dualUse"]:
         evidence += _dual_use(found["dualUse"], facts)
     if found["knownGood"] and not (found["dualUse"] or found["malicious"]):
-        evidence.append(_feed_evidence("feed.knownGood", found["knownGood"], "catalogues it as known software"))
+        evidence.append(_feed_evidence("feed.knownGood", found["knownGood"], ("catalogues", "catalogue"),
+                                       "it as known software"))
     trust, reasons, publisher_evidence = _publisher(facts)
     evidence += publisher_evidence + _context(facts)
     user, device = user_risk(facts.user), device_risk(facts.device, facts.activity)
@@ -158,21 +160,21 @@ def analyze(facts: Facts) -> Analysis:
             evidence.append(Evidence(f"{who}.risk", "elevation requests",
                                      f"{who} risk {risk.level} ({risk.score}/100){factors}", points))
 
+    allow_listed = bool(allowed) and not blocked  # the tenant's own list speaks for the file...
+    explicit_allow = allow_listed and trust != "blocked"  # ...unless its own rules block the publisher
     score = BASE + sum(e.contribution for e in evidence)
     for label, floor in FLOORS.items():
         if found[label]:
             score = max(score, floor)
     if trust == "blocked" or blocked:
         score = 100
-    if allowed and not blocked:
+    elif explicit_allow:
         score = min(score, 10)
     score = max(0, min(100, score))
 
-    reputation = ("knownMalicious" if found["malicious"] else "vulnerableDriver" if found["vulnerableDriver"]
-                  else "dualUse" if found["dualUse"] else "knownGood" if found["knownGood"] or allowed else "unknown")
-    if allowed and not blocked:
-        reputation = "knownGood"
-    explicit_allow = bool(allowed) and not blocked and trust != "blocked"
+    reputation = "knownGood" if allow_listed else next(
+        (name for name, label in (("knownMalicious", "malicious"), ("vulnerableDriver", "vulnerableDriver"),
+                                  ("dualUse", "dualUse"), ("knownGood", "knownGood")) if found[label]), "unknown")
     if (found["malicious"] or trust == "blocked") and not explicit_allow:
         verdict = "malicious"
     elif not explicit_allow and (found["vulnerableDriver"] or found["dualUse"] or score >= 70
@@ -193,7 +195,7 @@ def analyze(facts: Facts) -> Analysis:
     sources = tuple(m for m in facts.matches if m.feed != RULES)
     analysis = Analysis(reputation, sources, trust, tuple(reasons), user, device, verdict, score, recommendation,
                         tuple(evidence))
-    return replace(analysis, summary=summarize(analysis, facts, explicit_allow))
+    return replace(analysis, summary=summarize(analysis, facts, allow_listed))
 
 
 # --- the parts ----------------------------------------------------------------------------------------------
@@ -293,9 +295,9 @@ def _dual_use(matches: list[Match], facts: Facts) -> list[Evidence]:
     if risky:
         evidence.append(Evidence("feed.dualUse.category", _source(matches), f"abused for {', '.join(risky)}",
                                  min(15, WEIGHTS["feed.dualUse.category"] * len(risky)), first.reference))
-    documented = {t.removeprefix("path:") for m in matches for t in m.tags if t.startswith("path:")}
+    documented = [_path_pattern(t.removeprefix("path:")) for m in matches for t in m.tags if t.startswith("path:")]
     where = full_path(facts.file_path, facts.file_name)
-    if where and documented and where not in documented:
+    if where and documented and not any(pattern.fullmatch(where) for pattern in documented):
         evidence.append(Evidence("feed.dualUse.relocated", _source(matches),
                                  f"runs from {where}, not from where Windows keeps it",
                                  WEIGHTS["feed.dualUse.relocated"]))
@@ -325,11 +327,22 @@ def _context(facts: Facts) -> list[Evidence]:
     return evidence
 
 
-def _feed_evidence(signal: str, matches: list[Match], says: str) -> Evidence:
+def _path_pattern(documented: str) -> re.Pattern:
+    """A documented path as a pattern: LOLBAS writes placeholders such as <username> or <version>."""
+    return re.compile(re.sub(r"<[^>]*>", lambda _: r"[^\\]+", re.escape(documented)))
+
+
+def _feed_evidence(signal: str, matches: list[Match], verbs: tuple[str, str], rest: str) -> Evidence:
     first = matches[0]
-    about = first.name + (f" ({first.title})" if first.title and first.title != first.name else "")
-    return Evidence(signal, _source(matches), f"{_feeds(matches)} {says}: {about}".rstrip(": "), WEIGHTS.get(signal, 0),
-                    first.reference)
+    about = first.name + (f" ({first.title})" if first.title and first.title != first.name else "") \
+        if first.name else first.title
+    said = f"{_feeds(matches)} {_verb(matches, verbs)} {rest}" + (f": {about}" if about else "")
+    return Evidence(signal, _source(matches), said, WEIGHTS.get(signal, 0), first.reference)
+
+
+def _verb(matches: list[Match], verbs: tuple[str, str]) -> str:
+    """The verb that agrees with _feeds(matches): one feed lists, two feeds list."""
+    return verbs[" and " in _feeds(matches)]
 
 
 def _feeds(matches: list[Match]) -> str:
@@ -357,33 +370,33 @@ def full_path(path: str, name: str) -> str:
 # --- the summary --------------------------------------------------------------------------------------------
 
 REPUTATION_TEXT = {
-    "knownMalicious": "Known malicious: {feeds} {verb} it as malicious ({about}).",
-    "vulnerableDriver": "Vulnerable driver: {feeds} {verb} it ({about}); attackers load such drivers to reach the "
+    "knownMalicious": "Known malicious: {feeds} {verb} it as malicious{about}.",
+    "vulnerableDriver": "Vulnerable driver: {feeds} {verb} it{about}; attackers load such drivers to reach the "
                         "kernel.",
-    "dualUse": "Dual-use binary: {about} is a legitimate Windows binary that attackers abuse, so it should not run "
+    "dualUse": "Dual-use binary: {name} is a legitimate Windows binary that attackers abuse, so it should not run "
                "elevated without a reason.",
-    "knownGood": "Known software: {feeds} {verb} it ({about}); catalogued is not a promise that it is benign.",
+    "knownGood": "Known software: {feeds} {verb} it{about}; catalogued is not a promise that it is benign.",
     "unknown": "Unknown file: no feed or rule knows this hash, which is neither good nor bad news.",
 }
 LABEL_OF = {"knownMalicious": ("malicious", "blocked"), "vulnerableDriver": ("vulnerableDriver",),
-            "dualUse": ("dualUse",), "knownGood": ("knownGood", "allowed")}
+            "dualUse": ("dualUse",), "knownGood": ("knownGood",)}
+DANGEROUS = ("malicious", "vulnerableDriver")
 
 
-def summarize(analysis: Analysis, facts: Facts, explicit_allow: bool) -> str:
-    if explicit_allow:
+def summarize(analysis: Analysis, facts: Facts, allow_listed: bool) -> str:
+    if allow_listed and analysis.publisher_trust == "blocked":
+        sentences = ["On your organization's allow list, but your rules block its publisher, and the block wins."]
+    elif allow_listed:
         sentences = ["Allowed by your organization's list, which takes precedence over reputation data."]
-        if analysis.sources and any(m.label in ("malicious", "vulnerableDriver") for m in analysis.sources):
-            sentences.append(f"Note that {_feeds([m for m in analysis.sources if m.label != 'allowed'])} "
-                             "flag it as dangerous.")
+        if flagged := [m for m in analysis.sources if m.label in DANGEROUS]:
+            sentences.append(f"Note that {_feeds(flagged)} {_verb(flagged, ('flags', 'flag'))} it as dangerous.")
     else:
         matches = [m for m in facts.matches if m.label in LABEL_OF.get(analysis.app_reputation, ())]
         first = matches[0] if matches else None
         about = (first.title or first.name) if first else ""
-        if analysis.app_reputation == "dualUse" and first:
-            about = first.name
-        feeds = _feeds(matches) if matches else ""
         sentences = [REPUTATION_TEXT[analysis.app_reputation].format(
-            feeds=feeds, verb="lists" if len(feeds.split(" and ")) == 1 else "list", about=about)]
+            feeds=_feeds(matches), verb=_verb(matches, ("lists", "list")) if matches else "",
+            about=f" ({about})" if about else "", name=first.name if first else "it")]
     sentences.append(_publisher_sentence(analysis))
     context = []
     if (activity := facts.activity) is not None:

@@ -42,7 +42,7 @@ BLOCK = Match("blocklist", "v1", True, "blocked", "sha256", name="evil.exe")
 CERTUTIL_PATHS = (r"c:\windows\system32\certutil.exe", r"c:\windows\syswow64\certutil.exe")
 
 # A known publisher (-5) and nothing else, for tests about something other than the publisher.
-CLEAN = dict(publisher_name="Contoso")
+SIGNED = dict(publisher_name="Contoso")
 
 
 def facts(**fields) -> Facts:
@@ -133,7 +133,7 @@ def test_an_allowed_hash_is_at_most_10_and_approved_even_when_a_malware_feed_lis
     assert analysis.app_reputation == "knownGood"
     assert analysis.summary.startswith(
         "Allowed by your organization's list, which takes precedence over reputation data. Note that MalwareBazaar ")
-    assert "flag it as dangerous." in analysis.summary
+    assert "MalwareBazaar flags it as dangerous." in analysis.summary
     assert analysis.summary.endswith("Risk 10/100: approve.")
 
 
@@ -219,6 +219,19 @@ def test_a_known_malicious_hash_with_bad_signs_is_capped_at_100():
     assert analysis.risk_score == 100
 
 
+def test_an_authentihash_match_identifies_the_file():
+    analysis = analyze(facts(matches=(replace(DRIVER, kind="authentihash"),), **SIGNED))
+    assert analysis.app_reputation == "vulnerableDriver" and analysis.risk_score == 85
+
+
+def test_only_hashes_identify_a_file_as_malicious_or_known():
+    by_name = (replace(MALWARE, kind="fileName"), replace(NSRL, kind="fileName"), replace(BLOCK, kind="fileName"),
+               replace(DRIVER, kind="certificate"))
+    analysis = analyze(facts(matches=by_name, **SIGNED))
+    assert analysis.app_reputation == "unknown" and analysis.verdict == "unknown"
+    assert signals(analysis) == {"publisher.signed": -5} and analysis.risk_score == 35
+
+
 def test_a_trusted_publisher_does_not_override_a_malicious_hash():
     analysis = analyze(facts(matches=(MALWARE, rule("allowed")), certificate=cert()))
     assert analysis.publisher_trust == "trusted"
@@ -289,12 +302,6 @@ def test_a_malicious_signer_beats_a_trusted_rule():
     assert analysis.publisher_trust == "untrusted"
     assert "publisher.trusted.certificate" not in signals(analysis)
     assert signals(analysis)["publisher.maliciousSigner"] == 35
-
-
-def test_a_signer_match_that_is_not_a_certificate_key_does_not_change_trust_but_keeps_the_file_suspicious():
-    analysis = analyze(facts(matches=(replace(signer(), kind="publisherName"),), publisher_name="Shady Ltd"))
-    assert analysis.publisher_trust == "known"
-    assert analysis.verdict == "suspicious"
 
 
 @pytest.mark.parametrize(("kind", "signal", "weight", "text"), [
@@ -401,7 +408,7 @@ def test_publisher_rules_are_not_sources():
 # --- dual-use binaries --------------------------------------------------------------------------------------
 
 def test_a_dual_use_listing_without_risky_categories_adds_20():
-    analysis = analyze(facts(matches=(lolbas("certutil.exe", "Download", "Encode"),), **CLEAN))
+    analysis = analyze(facts(matches=(lolbas("certutil.exe", "Download", "Encode"),), **SIGNED))
     found = evidence(analysis, "feed.dualUse")
     assert found.contribution == 20
     assert found.observed == "certutil.exe is a dual-use binary attackers abuse (Download, Encode)"
@@ -410,7 +417,7 @@ def test_a_dual_use_listing_without_risky_categories_adds_20():
 
 
 def test_a_dual_use_listing_without_categories_says_so():
-    analysis = analyze(facts(matches=(lolbas(),), **CLEAN))
+    analysis = analyze(facts(matches=(lolbas(),), **SIGNED))
     assert evidence(analysis, "feed.dualUse").observed.endswith("(no category)")
 
 
@@ -422,7 +429,7 @@ def test_a_dual_use_listing_without_categories_says_so():
     (("UAC Bypass", "AWL Bypass", "Credentials", "Dump"), 15),  # capped
 ])
 def test_risky_dual_use_categories_add_five_each_up_to_15(categories, points):
-    analysis = analyze(facts(matches=(lolbas("certutil.exe", *categories),), **CLEAN))
+    analysis = analyze(facts(matches=(lolbas("certutil.exe", *categories),), **SIGNED))
     found = evidence(analysis, "feed.dualUse.category")
     assert found.contribution == points
     risky = sorted(c for c in categories if c in ("UAC Bypass", "AWL Bypass", "Credentials", "Dump"))
@@ -432,19 +439,19 @@ def test_risky_dual_use_categories_add_five_each_up_to_15(categories, points):
 def test_categories_of_several_dual_use_matches_are_merged_once():
     matches = (lolbas("certutil.exe", "UAC Bypass", "Download"),
                lolbas("certutil.exe", "UAC Bypass", "Dump", feed="lolbas-mirror"))
-    analysis = analyze(facts(matches=matches, **CLEAN))
+    analysis = analyze(facts(matches=matches, **SIGNED))
     assert evidence(analysis, "feed.dualUse.category").contribution == 10  # UAC Bypass counted once
     assert evidence(analysis, "feed.dualUse").source == "lolbas 2026-07-31, lolbas-mirror 2026-07-31"
     assert "(Download, Dump, UAC Bypass)" in evidence(analysis, "feed.dualUse").observed
 
 
 def test_a_dual_use_match_by_hash_is_not_a_dual_use_listing():
-    analysis = analyze(facts(matches=(replace(lolbas(), kind="sha256"),), **CLEAN))
+    analysis = analyze(facts(matches=(replace(lolbas(), kind="sha256"),), **SIGNED))
     assert analysis.app_reputation == "unknown" and "feed.dualUse" not in signals(analysis)
 
 
 def test_known_good_is_not_evidence_next_to_a_dual_use_listing():
-    analysis = analyze(facts(matches=(lolbas(), NSRL), **CLEAN))
+    analysis = analyze(facts(matches=(lolbas(), NSRL), **SIGNED))
     assert "feed.knownGood" not in signals(analysis)
     assert analysis.app_reputation == "dualUse"
 
@@ -454,7 +461,7 @@ def test_known_good_is_not_evidence_next_to_a_dual_use_listing():
     r"%SYSTEMDRIVE%\Windows\System32", r"C:\Windows\System32\certutil.exe", "C:/Windows/System32",
 ])
 def test_a_dual_use_binary_where_windows_keeps_it_is_not_relocated(where):
-    analysis = analyze(facts(matches=(lolbas(),), file_name="CertUtil.exe", file_path=where, **CLEAN))
+    analysis = analyze(facts(matches=(lolbas(),), file_name="CertUtil.exe", file_path=where, **SIGNED))
     assert "feed.dualUse.relocated" not in signals(analysis)
     assert signals(analysis)["path.system"] == -5
 
@@ -465,12 +472,12 @@ def test_a_dual_use_binary_where_windows_keeps_it_is_not_relocated(where):
 ])
 def test_program_files_variables_are_expanded_before_comparing(where, documented):
     analysis = analyze(facts(matches=(lolbas("code.exe", paths=(documented,)),), file_name="Code.exe",
-                             file_path=where, **CLEAN))
+                             file_path=where, **SIGNED))
     assert "feed.dualUse.relocated" not in signals(analysis)
 
 
 def test_a_dual_use_binary_run_from_elsewhere_is_relocated():
-    analysis = analyze(facts(matches=(lolbas(),), file_name="certutil.exe", file_path=r"C:\Users\Public", **CLEAN))
+    analysis = analyze(facts(matches=(lolbas(),), file_name="certutil.exe", file_path=r"C:\Users\Public", **SIGNED))
     found = evidence(analysis, "feed.dualUse.relocated")
     assert found.contribution == 10
     assert found.observed == r"runs from c:\users\public\certutil.exe, not from where Windows keeps it"
@@ -479,9 +486,9 @@ def test_a_dual_use_binary_run_from_elsewhere_is_relocated():
 
 
 def test_relocation_needs_a_path_and_documented_paths():
-    no_path = analyze(facts(matches=(lolbas(),), file_name="certutil.exe", **CLEAN))
+    no_path = analyze(facts(matches=(lolbas(),), file_name="certutil.exe", **SIGNED))
     undocumented = analyze(facts(matches=(lolbas(paths=()),), file_name="certutil.exe", file_path=r"D:\Tools",
-                                 **CLEAN))
+                                 **SIGNED))
     assert "feed.dualUse.relocated" not in signals(no_path)
     assert "feed.dualUse.relocated" not in signals(undocumented)
 
@@ -493,7 +500,7 @@ def test_a_documented_per_user_path_with_a_placeholder_is_not_relocated():
     "relocated" (+10, "not from where Windows keeps it")."""
     documented = r"c:\users\<username>\appdata\local\programs\microsoft vs code\code.exe"
     analysis = analyze(facts(matches=(lolbas("code.exe", "Execute", paths=(documented,)),), file_name="Code.exe",
-                             file_path=r"C:\Users\bob\AppData\Local\Programs\Microsoft VS Code", **CLEAN))
+                             file_path=r"C:\Users\bob\AppData\Local\Programs\Microsoft VS Code", **SIGNED))
     assert "feed.dualUse.relocated" not in signals(analysis)
 
 
@@ -526,7 +533,7 @@ def test_full_path(path, name, expected):
     r"%LocalAppData%\Programs", r"%USERPROFILE%\Desktop",
 ])
 def test_user_writable_folders_add_ten(where):
-    analysis = analyze(facts(file_name="tool.exe", file_path=where, **CLEAN))
+    analysis = analyze(facts(file_name="tool.exe", file_path=where, **SIGNED))
     assert signals(analysis)["path.userWritable"] == 10 and "path.system" not in signals(analysis)
     assert analysis.risk_score == 40 - 5 + 10
 
@@ -536,27 +543,27 @@ def test_user_writable_folders_add_ten(where):
     r"%ProgramFiles%\App",
 ])
 def test_protected_folders_lower_the_risk_by_five(where):
-    analysis = analyze(facts(file_name="tool.exe", file_path=where, **CLEAN))
+    analysis = analyze(facts(file_name="tool.exe", file_path=where, **SIGNED))
     assert signals(analysis)["path.system"] == -5 and "path.userWritable" not in signals(analysis)
     assert evidence(analysis, "path.system").observed.startswith("runs from a protected folder: c:\\")
 
 
 @pytest.mark.parametrize("where", ["", r"D:\Tools", r"C:\Windowsold\x", r"\\server\share\tools"])
 def test_other_folders_are_no_signal(where):
-    analysis = analyze(facts(file_name="tool.exe", file_path=where, **CLEAN))
+    analysis = analyze(facts(file_name="tool.exe", file_path=where, **SIGNED))
     assert not {"path.system", "path.userWritable"} & set(signals(analysis))
 
 
 # --- prevalence ---------------------------------------------------------------------------------------------
 
 def test_without_the_events_service_there_is_no_prevalence_signal():
-    analysis = analyze(facts(activity=None, **CLEAN))
+    analysis = analyze(facts(activity=None, **SIGNED))
     assert not {"prevalence.new", "prevalence.common"} & set(signals(analysis))
     assert "ran elevated" not in analysis.summary.lower()
 
 
 def test_a_file_never_seen_is_new():
-    analysis = analyze(facts(activity=Activity(), **CLEAN))
+    analysis = analyze(facts(activity=Activity(), **SIGNED))
     found = evidence(analysis, "prevalence.new")
     assert (found.contribution, found.observed) == (5, "never ran elevated in your organization before")
     assert "Never ran elevated here before." in analysis.summary
@@ -564,7 +571,7 @@ def test_a_file_never_seen_is_new():
 
 def test_a_file_first_seen_less_than_a_day_ago_is_new():
     activity = Activity(file_devices=30, file_first_seen=NOW - DAY + timedelta(seconds=1))
-    analysis = analyze(facts(activity=activity, **CLEAN))
+    analysis = analyze(facts(activity=activity, **SIGNED))
     assert evidence(analysis, "prevalence.new").observed == \
         "first ran elevated in your organization on 2026-02-28 12:00 UTC"
     assert "prevalence.common" not in signals(analysis)
@@ -578,7 +585,7 @@ def test_a_file_first_seen_less_than_a_day_ago_is_new():
     (500, 365 * DAY, "prevalence.common"),
 ])
 def test_prevalence_bands(devices, age, signal):
-    analysis = analyze(facts(activity=Activity(file_devices=devices, file_first_seen=NOW - age), **CLEAN))
+    analysis = analyze(facts(activity=Activity(file_devices=devices, file_first_seen=NOW - age), **SIGNED))
     found = {"prevalence.new", "prevalence.common"} & set(signals(analysis))
     assert found == ({signal} if signal else set())
     if signal:
@@ -589,9 +596,9 @@ def test_prevalence_bands(devices, age, signal):
 
 def test_the_summary_tells_how_widely_it_ran():
     one = analyze(facts(activity=Activity(file_devices=1, file_first_seen=datetime(2026, 1, 5, tzinfo=timezone.utc)),
-                        **CLEAN))
+                        **SIGNED))
     assert "Ran elevated on 1 device here since 2026-01-05." in one.summary
-    many = analyze(facts(activity=COMMON, **CLEAN))
+    many = analyze(facts(activity=COMMON, **SIGNED))
     assert "Ran elevated on 40 devices here since 2025-12-31." in many.summary
 
 
@@ -668,7 +675,7 @@ def test_a_device_risk_of_10_is_low():
 # --- their share of the score -------------------------------------------------------------------------------
 
 def test_user_and_device_risk_add_their_share():
-    analysis = analyze(facts(user=Counts(denied=3), device=Counts(denied=3), **CLEAN))
+    analysis = analyze(facts(user=Counts(denied=3), device=Counts(denied=3), **SIGNED))
     user, device = evidence(analysis, "user.risk"), evidence(analysis, "device.risk")
     assert user.contribution == 14  # 30 % of 45, rounded
     assert user.observed == "user risk medium (45/100): 3 denied requests" and user.source == "elevation requests"
@@ -681,13 +688,13 @@ def test_user_and_device_risk_add_their_share():
 
 def test_the_device_share_uses_the_events_activity():
     analysis = analyze(facts(device=Counts(), activity=Activity(device_unmanaged=10, file_devices=1,
-                                                                file_first_seen=NOW - 30 * DAY), **CLEAN))
+                                                                file_first_seen=NOW - 30 * DAY), **SIGNED))
     assert evidence(analysis, "device.risk").contribution == 4  # 20 % of 20
     assert evidence(analysis, "device.risk").observed == "device risk low (20/100): 10 unmanaged elevations"
 
 
 def test_no_risk_is_no_evidence_but_still_a_summary_note():
-    analysis = analyze(facts(user=Counts(), device=Counts(), **CLEAN))
+    analysis = analyze(facts(user=Counts(), device=Counts(), **SIGNED))
     assert not {"user.risk", "device.risk"} & set(signals(analysis))
     assert analysis.user_risk == Risk(0, "none", ()) and analysis.device_risk == Risk(0, "none", ())
     assert "User risk none, device risk none." in analysis.summary
@@ -695,7 +702,7 @@ def test_no_risk_is_no_evidence_but_still_a_summary_note():
 
 def test_a_share_that_rounds_to_zero_is_no_evidence():
     analysis = analyze(facts(device=Counts(), activity=Activity(device_failed=2, file_first_seen=NOW - 30 * DAY),
-                             **CLEAN))
+                             **SIGNED))
     assert analysis.device_risk.score == 2
     assert "device.risk" not in signals(analysis)
 
@@ -766,7 +773,7 @@ def test_evidence_is_sorted_by_absolute_contribution():
 
 
 def test_feed_evidence_names_the_feeds_and_the_file():
-    analysis = analyze(facts(matches=(MALWARE, EVIL_DRIVER), **CLEAN))
+    analysis = analyze(facts(matches=(MALWARE, EVIL_DRIVER), **SIGNED))
     found = evidence(analysis, "feed.malicious")
     assert found.observed.startswith("MalwareBazaar and LOLDrivers ")
     assert found.observed.endswith(" as malicious: invoice.exe (AgentTesla)")
@@ -787,7 +794,7 @@ def test_feed_evidence_names_the_feeds_and_the_file():
     ((ALLOW,), "Allowed by your organization's list, which takes precedence over reputation data. Publisher"),
 ])
 def test_the_summary_starts_with_the_app_reputation(matches, start):
-    assert analyze(facts(matches=matches, **CLEAN)).summary.startswith(start)
+    assert analyze(facts(matches=matches, **SIGNED)).summary.startswith(start)
 
 
 def test_a_whole_summary():

@@ -1,4 +1,4 @@
-"""A tenant's own allow and block list: CSV lines `hash,verdict[,name[,comment]]`, an optional header line,
+"""A tenant's own allow and block list: CSV lines `hash,verdict[,name[,comment]]`, an optional header line first,
 '#' comments. The hash is a SHA-256, SHA-1 or MD5 digest; the verdict is allow or block."""
 
 from __future__ import annotations
@@ -10,15 +10,19 @@ from . import HASH_KINDS, Format, Item, Problem, Record, csv_fields, hex_digest,
 
 VERDICTS = {"allow": "allowed", "allowed": "allowed", "trusted": "allowed", "good": "allowed",
             "block": "blocked", "blocked": "blocked", "deny": "blocked", "malicious": "blocked", "bad": "blocked"}
+HEADER = ("hash", "sha256", "sha1", "md5", "filehash")  # the first field of an optional header line
 
 
 def read(path: Path) -> Iterator[Item]:
+    first = True
     for name, number, line in lines(path):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         fields = [f.strip() for f in csv_fields(line)]
-        if number == 1 and fields and fields[0].lower() in ("hash", "sha256", "sha1", "md5", "filehash"):
-            continue  # header
+        if first and fields and fields[0].lower() in HEADER:
+            first = False
+            continue
+        first = False
         digest = hex_digest(fields[0] if fields else "")
         if digest is None:
             yield Problem(f"{name}:{number}", f"not a SHA-256, SHA-1 or MD5 digest: {fields[0] if fields else ''!r}")

@@ -7,6 +7,7 @@ Microsoft's own certificates are left out: Microsoft signs drivers for every ven
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import yaml
 from . import Format, Item, Problem, Record, files, hex_digest, line_of, snapshot_version
 
 LABELS = {"malicious": "malicious", "vulnerable driver": "vulnerableDriver"}
+COMMON_NAME = re.compile(r"(?:^|,\s*)CN=(.*?)(?=,\s*[A-Za-z?.]+=|$)")
 SITE = "https://www.loldrivers.io/drivers/{}/"
 
 
@@ -82,25 +84,31 @@ def _signers(sample: dict, file_name: str, reference: str) -> Iterator[Record]:
         if not isinstance(signature, dict):
             continue
         for cert in signature.get("Certificates") or ():
-            if not isinstance(cert, dict) or _is_ca(cert) or "o=microsoft" in _text(cert.get("Subject")).lower():
+            if not isinstance(cert, dict) or not _signs_code(cert) or "o=microsoft" in _text(
+                    cert.get("Subject")).lower():
                 continue
             tbs = hex_digest((cert.get("TBS") or {}).get("SHA256") if isinstance(cert.get("TBS"), dict) else None,
                              "sha256")
             if tbs:
+                serial = _text(cert.get("SerialNumber")).lower()
                 yield Record("maliciousSigner", (("certificate", tbs),), _common_name(_text(cert.get("Subject"))),
                              f"signed the malicious driver {file_name}", reference,
-                             (f"serial:{_text(cert.get('SerialNumber')).lower()}",))
+                             (f"serial:{serial}",) if serial else ())
 
 
-def _is_ca(cert: dict) -> bool:
-    return str(cert.get("IsCA", cert.get("IsCertificateAuthority", ""))).lower() == "true"
+def _signs_code(cert: dict) -> bool:
+    """A leaf code-signing certificate: not a CA (the data marks some with only one of its two CA flags), not a
+    time-stamping one."""
+    if kind := _text(cert.get("CertificateType")):
+        return kind.startswith("Leaf")
+    ca, authority, signs = (_text(cert.get(f)).lower() for f in ("IsCA", "IsCertificateAuthority", "IsCodeSigning"))
+    return "true" not in (ca, authority) and signs != "false"
 
 
 def _common_name(subject: str) -> str:
-    for part in reversed(subject.split(", ")):
-        if part.startswith("CN="):
-            return part[3:]
-    return subject
+    """The CN of a subject such as "C=CN, O=Fabrikam, CN=Fabrikam Co., Ltd." (commas may sit inside a value)."""
+    found = COMMON_NAME.search(subject)
+    return found.group(1).strip() if found else subject
 
 
 def _text(value) -> str:

@@ -36,6 +36,9 @@ from bench import _common as c  # noqa: E402
 from services.common import db as epm_db  # noqa: E402
 from services.common.auth import CONFIG_READ, mint  # noqa: E402
 from services.reputation.app import MIGRATIONS  # noqa: E402
+from services.reputation.feeds import Record  # noqa: E402
+from services.reputation.importer import MATCHED_BY, source_of  # noqa: E402
+from services.reputation.store import ENTRY_COLUMNS  # noqa: E402
 
 LOOKUP_METHOD = "/epm.reputation.v1.FileReputationService/LookupHashes"
 FLOOR_SQL = "SELECT key, label FROM reputation.entries WHERE key = ANY($1::text[])"
@@ -43,7 +46,6 @@ ANALYSIS_PATH = "/beta/security/fileReputations/"
 LOOKUP_TARGET, P99_TARGET_MS, IMPORT_TARGET_S = 0.50, 20.0, 10.0
 PARTS = ("lookup", "analysis", "import")
 BENCH_FEED = "bench"
-ENTRY_COLUMNS = ("key", "tenant_id", "feed", "version", "kind", "label", "name", "title", "reference", "tags")
 EXPECTED = {"malicious": "knownMalicious", "vulnerableDriver": "vulnerableDriver", None: "unknown"}
 
 WRK_SCRIPT = r"""
@@ -98,8 +100,10 @@ async def build_table(url: str, rows: int) -> list[str]:
                                    "AND tablename = 'entries'")
         for index in indexes:
             await conn.execute(f"DROP INDEX reputation.{index['indexname']}")
-        records = ((key, "", BENCH_FEED, 1, "sha256", "malicious", f"bench-{i % 1000}.exe", "Bench.Family",
-                    "https://example.invalid/bench", []) for i, key in enumerate(keys))
+        about = pb.SourceMatch(feed=BENCH_FEED, feed_version="bench")
+        sources = [source_of(Record("malicious", (), f"bench-{i}.exe", "Bench.Family", "https://example.invalid/bench"),
+                             about) + MATCHED_BY["sha256"] for i in range(1000)]  # as the importer writes them
+        records = ((key, "", BENCH_FEED, 1, "sha256", "malicious", sources[i % 1000]) for i, key in enumerate(keys))
         await conn.copy_records_to_table("entries", schema_name="reputation", columns=ENTRY_COLUMNS,
                                          records=records)
         t2 = time.perf_counter()

@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
-from .feeds import Format, Problem
+from epm.reputation.v1 import file_reputation_service_pb2 as pb
+
+from ..common.enums import graph_numbers
+from .feeds import Format, Problem, Record
 from .store import Import, ReputationStore
 
 BATCH = 2000
@@ -34,14 +37,15 @@ async def run(store: ReputationStore, tenant: str, feed: str, fmt: Format, path:
     problems: list[Problem] = []
     async with store.importing(tenant, feed, fmt.name) as job:
         items = fmt.read(path)
+        about = pb.SourceMatch(feed=feed, feed_version=source_version or f"v{job.version}", tenant_owned=bool(tenant))
         while chunk := await asyncio.to_thread(list, islice(items, BATCH)):
-            await job.write(_rows(chunk, job, problems))
+            await job.write(_rows(chunk, job, problems, about))
             yield Progress(job.records, job.keys, job.problems)
         changed = await store.finish(job, source_version)
     yield Progress(job.records, job.keys, job.problems, done=True, changed=changed, problems=problems)
 
 
-def _rows(chunk: list, job: Import, problems: list[Problem]) -> list[tuple]:
+def _rows(chunk: list, job: Import, problems: list[Problem], about: pb.SourceMatch) -> list[tuple]:
     rows = []
     for item in chunk:
         if isinstance(item, Problem):
@@ -50,8 +54,22 @@ def _rows(chunk: list, job: Import, problems: list[Problem]) -> list[tuple]:
                 problems.append(item)
             continue
         job.records += 1
-        tags = list(item.tags)
-        job.digest.update("\x1f".join((item.label, item.name, item.title, item.reference, *tags,
+        job.digest.update("\x1f".join((item.label, item.name, item.title, item.reference, *item.tags,
                                        *(part for key in item.keys for part in key), "\x1e")).encode())
-        rows.extend((key, kind, item.label, item.name, item.title, item.reference, tags) for kind, key in item.keys)
+        source = source_of(item, about)
+        rows.extend((key, kind, item.label, source + MATCHED_BY[kind]) for kind, key in item.keys)
     return rows
+
+
+def source_of(record: Record, about: pb.SourceMatch) -> bytes:
+    """The SourceMatch a lookup returns for any key of `record`, without matched_by: serialized messages
+    concatenate, so each key's row is this plus MATCHED_BY[its kind]."""
+    source = pb.SourceMatch(label=LABELS[record.label], name=record.name, title=record.title,
+                            reference=record.reference, tags=record.tags)
+    source.MergeFrom(about)
+    return source.SerializeToString()
+
+
+LABELS = graph_numbers(pb.Label.DESCRIPTOR)
+MATCHED_BY = {kind: pb.SourceMatch(matched_by=kind).SerializeToString()
+              for kind in ("sha256", "sha1", "md5", "authentihash", "fileName", "certificate")}

@@ -30,6 +30,7 @@ MAX_TENANT_UPLOAD = 256 << 20  # a tenant's own list; shared feeds (the operator
 MAX_TEXT, MAX_CERTIFICATES = 32_767, 256 * 1024  # characters per FileDetail field
 SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 DIGEST = re.compile(r"[0-9a-f]{32}(?:[0-9a-f]{8}(?:[0-9a-f]{24})?)?\Z")  # MD5, SHA-1 or SHA-256, lowercase
+DIGEST_LENGTHS = frozenset(HASH_KINDS)
 NOUN = "publisher rule"
 FORMAT_NAMES = {number: name for number, name in ((pb.FEED_FORMAT_LOLBAS, "lolbas"),
                 (pb.FEED_FORMAT_LOLDRIVERS, "loldrivers"), (pb.FEED_FORMAT_MALWAREBAZAAR, "malwarebazaar"),
@@ -44,6 +45,9 @@ ENUMS = {name: graph_numbers(descriptor) for name, descriptor in (
     ("trust", pb.PublisherTrust.DESCRIPTOR), ("level", pb.RiskLevel.DESCRIPTOR))}
 RULE_KINDS = graph_names(pb.PublisherRuleKind.DESCRIPTOR)
 LABELS = ENUMS["label"]
+REPUTATION_OF = {"allowed": pb.APP_REPUTATION_KNOWN_GOOD, "blocked": pb.APP_REPUTATION_KNOWN_MALICIOUS,
+                 "malicious": pb.APP_REPUTATION_KNOWN_MALICIOUS,
+                 "vulnerableDriver": pb.APP_REPUTATION_VULNERABLE_DRIVER, "knownGood": pb.APP_REPUTATION_KNOWN_GOOD}
 
 
 class FileReputationServicer(pb_grpc.FileReputationServiceServicer):
@@ -75,11 +79,14 @@ class FileReputationServicer(pb_grpc.FileReputationServiceServicer):
         wanted |= {("certificate", c.tbs_sha256) for c in certificates}
         rule_values = [cert.thumbprint, cert.thumbprint_sha256, normalize_name(cert.subject)] if cert else \
             [normalize_name(detail.publisher_name)] if detail.publisher_name.strip() else []
+        keys = sorted({key for _, key in wanted})
+        lookup = self.store.lookup_with_rules(caller.tenant_id, keys, rule_values) if rule_values else \
+            self.store.lookup(caller.tenant_id, keys)
         rows, (activity, user, device, unavailable) = await asyncio.gather(
-            self.store.lookup(caller.tenant_id, sorted({key for _, key in wanted}), rule_values),
+            lookup,
             self.history.gather(file_hash, request.user_id, request.device_id, request.elevation_request_id,
                                 context.invocation_metadata()))
-        matches = tuple(_match(r) for r in rows if r["feed"] == scoring.RULES or _expected(r, wanted))
+        matches = tuple(_match(r) for r in rows if r["source"] is None or _expected(r, wanted))
         now = self.clock()
         facts = scoring.Facts(
             file_hash=file_hash, now=now, file_name=detail.file_name, file_path=detail.file_path,
@@ -93,7 +100,8 @@ class FileReputationServicer(pb_grpc.FileReputationServiceServicer):
         if len(request.hashes) > MAX_LOOKUP:
             raise errors.invalid(f"At most {MAX_LOOKUP} hashes per call, not {len(request.hashes)}.")
         hashes = [h.lower() for h in request.hashes]
-        if (bad := next((i for i, h in enumerate(hashes) if not DIGEST.match(h)), None)) is not None:
+        if not _all_digests(hashes):
+            bad = next(i for i, h in enumerate(hashes) if not DIGEST.match(h))
             raise errors.invalid(f"hashes[{bad}] is not a SHA-256, SHA-1 or MD5 digest: {hashes[bad][:80]!r}",
                                  index=str(bad))
         found: dict[str, list] = {}
@@ -107,11 +115,9 @@ class FileReputationServicer(pb_grpc.FileReputationServiceServicer):
             if rows is None:
                 add(hash=value, app_reputation=pb.APP_REPUTATION_UNKNOWN)
                 continue
-            result = add(hash=value, app_reputation=_reputation({r["label"] for r in rows}))
-            for r in rows:
-                result.sources.add(feed=r["feed"], feed_version=r["feed_version"], tenant_owned=r["own"],
-                                   label=LABELS[r["label"]], matched_by=r["kind"], name=r["name"], title=r["title"],
-                                   reference=r["reference"], tags=r["tags"])
+            result = add(hash=value, app_reputation=_reputation(rows))
+            for row in rows:
+                result.sources.add().MergeFromString(row["source"])  # stored as the very message
         return response
 
     # --- feeds ----------------------------------------------------------------------------------------------
@@ -223,13 +229,32 @@ def _expected(row, wanted: set[tuple[str, str]]) -> bool:
 
 
 def _match(row) -> scoring.Match:
-    return scoring.Match(feed=row["feed"], feed_version=row["feed_version"], own=row["own"], label=row["label"],
-                         kind=row["kind"], name=row["name"], title=row["title"], reference=row["reference"],
-                         tags=tuple(row["tags"]))
+    """A feed entry (its stored SourceMatch) or a tenant publisher rule (no source) as scoring sees it."""
+    if row["source"] is None:
+        return scoring.Match(feed=scoring.RULES, feed_version="", own=True, label=row["label"], kind=row["kind"],
+                             name=row["name"], title=row["title"])
+    source = pb.SourceMatch.FromString(row["source"])
+    return scoring.Match(feed=source.feed, feed_version=source.feed_version, own=source.tenant_owned,
+                         label=row["label"], kind=row["kind"], name=source.name, title=source.title,
+                         reference=source.reference, tags=tuple(source.tags))
 
 
-def _reputation(labels: set[str]) -> int:
+def _all_digests(hashes: list[str]) -> bool:
+    """Every one a lowercase MD5, SHA-1 or SHA-256 hex digest: one C-speed pass over them all (isalnum rules out
+    the whitespace bytes.fromhex would skip)."""
+    joined = "".join(hashes)
+    try:
+        bytes.fromhex(joined)
+    except ValueError:
+        return False
+    return (joined.isalnum() or not joined) and all(len(h) in DIGEST_LENGTHS for h in hashes)
+
+
+def _reputation(rows) -> int:
     """LookupHashes: the app reputation that feed labels alone give (the same precedence as scoring)."""
+    if len(rows) == 1:
+        return REPUTATION_OF.get(rows[0]["label"], pb.APP_REPUTATION_UNKNOWN)
+    labels = {r["label"] for r in rows}
     if "allowed" in labels and "blocked" not in labels:
         return pb.APP_REPUTATION_KNOWN_GOOD
     for label, reputation in (("blocked", pb.APP_REPUTATION_KNOWN_MALICIOUS),

@@ -11,17 +11,18 @@ from dataclasses import dataclass
 import asyncpg
 
 SHARED = ""
-ENTRY_COLUMNS = ("key", "tenant_id", "feed", "version", "kind", "label", "name", "title", "reference", "tags")
-# What the feeds (current versions only) and the tenant's publisher rules say about some keys, in one shape.
+ENTRY_COLUMNS = ("key", "tenant_id", "feed", "version", "kind", "label", "source")
+# What the current versions of the feeds say about some keys (the caller's own and the shared ones).
 LOOKUP = """
-SELECT e.key, e.kind, e.label, e.feed, coalesce(nullif(f.source_version, ''), 'v' || f.version) AS feed_version,
-       e.tenant_id <> '' AS own, e.name, e.title, e.reference, e.tags
+SELECT e.key, e.kind, e.label, e.source
 FROM reputation.entries e
 JOIN reputation.feeds f ON f.tenant_id = e.tenant_id AND f.name = e.feed AND f.version = e.version
 WHERE e.key = ANY($2::text[]) AND (e.tenant_id = '' OR e.tenant_id = $1)"""
-RULES = """
-SELECT value AS key, kind, CASE WHEN blocked THEN 'blocked' ELSE 'allowed' END AS label, 'publisherRules' AS feed,
-       '' AS feed_version, true AS own, display_name AS name, note AS title, '' AS reference, ARRAY[id::text] AS tags
+# ... and the tenant's publisher rules for some values, in the same shape (a rule has no stored source).
+WITH_RULES = f"""
+SELECT *, NULL AS name, NULL AS title FROM ({LOOKUP}) AS feeds
+UNION ALL
+SELECT value, kind, CASE WHEN blocked THEN 'blocked' ELSE 'allowed' END, NULL, display_name, note
 FROM reputation.publisher_rules WHERE tenant_id = $1 AND value = ANY($3::text[])"""
 FEED_COLUMNS = "name, format, tenant_id <> '' AS own, version, source_version, records, keys, problem_count, " \
                "digest, imported_at"
@@ -51,11 +52,12 @@ class Import:
     problems: int = 0
 
     async def write(self, rows: list[tuple]) -> None:
-        """Rows of ENTRY_COLUMNS minus tenant, feed and version: (key, kind, label, name, title, reference, tags)."""
+        """Rows of ENTRY_COLUMNS without tenant, feed and version: (key, kind, label, source)."""
         if rows:
+            tenant, feed, version = self.tenant, self.feed, self.version
             await self.conn.copy_records_to_table(
                 "entries", schema_name="reputation", columns=ENTRY_COLUMNS,
-                records=[(key, self.tenant, self.feed, self.version, *rest) for key, *rest in rows])
+                records=[(key, tenant, feed, version, kind, label, source) for key, kind, label, source in rows])
             self.keys += len(rows)
 
 
@@ -63,12 +65,13 @@ class ReputationStore:
     def __init__(self, pool: asyncpg.Pool):
         self.pool = pool
 
-    async def lookup(self, tenant: str, keys: list[str], rule_values: list[str] = ()) -> list[asyncpg.Record]:
-        """Every current feed entry for `keys`, and (when `rule_values` are given) the tenant's publisher rules
-        for those values, as rows of LOOKUP's columns."""
-        if rule_values:
-            return await self.pool.fetch(f"{LOOKUP} UNION ALL {RULES}", tenant, keys, list(rule_values))
+    async def lookup(self, tenant: str, keys: list[str]) -> list[asyncpg.Record]:
+        """(key, kind, label, source) of every current feed entry for `keys`."""
         return await self.pool.fetch(LOOKUP, tenant, keys)
+
+    async def lookup_with_rules(self, tenant: str, keys: list[str], rule_values: list[str]) -> list[asyncpg.Record]:
+        """The same, and the tenant's publisher rules for `rule_values` (source NULL, with name and title)."""
+        return await self.pool.fetch(WITH_RULES, tenant, keys, rule_values)
 
     # --- feeds ----------------------------------------------------------------------------------------------
 

@@ -16,7 +16,9 @@ CREATE TABLE reputation.feeds (
 );
 
 -- What the feeds say, one row per lookup key: a hash (sha256, sha1, md5, authentihash), a lowercased file
--- name, or a certificate's TBS SHA-256. Keys are lowercase hex or lowercase names.
+-- name, or a certificate's TBS SHA-256. Keys are lowercase hex or lowercase names. `source` is the answer itself:
+-- the serialized epm.reputation.v1.SourceMatch the service returns for this key (feed, version, name, title,
+-- reference, tags), written once at import so that a lookup only reads it back.
 CREATE TABLE reputation.entries (
     key         text     NOT NULL,
     tenant_id   text     NOT NULL,
@@ -25,10 +27,7 @@ CREATE TABLE reputation.entries (
     kind        text     NOT NULL CHECK (kind IN ('sha256', 'sha1', 'md5', 'authentihash', 'fileName', 'certificate')),
     label       text     NOT NULL CHECK (label IN
                     ('knownGood', 'malicious', 'vulnerableDriver', 'dualUse', 'maliciousSigner', 'allowed', 'blocked')),
-    name        text     NOT NULL DEFAULT '',
-    title       text     NOT NULL DEFAULT '',
-    reference   text     NOT NULL DEFAULT '',
-    tags        text[]   NOT NULL DEFAULT '{}'
+    source      bytea    NOT NULL
 );
 -- Lookups come by key (high selectivity), then filter by tenant ('' and the caller's).
 CREATE INDEX entries_by_key ON reputation.entries (key, tenant_id);

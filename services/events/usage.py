@@ -4,13 +4,14 @@ service never slows or fails event ingest (a failure is logged)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import grpc
 from epm.events.v1 import elevation_event_service_pb2 as pb
 from epm.requests.v1 import elevation_request_service_pb2 as requests_pb
 from epm.requests.v1 import elevation_request_service_pb2_grpc as requests_grpc
+
+from ..common.background import Background, forwarded
 
 log = logging.getLogger("epm.events.usage")
 SUPPORT_APPROVED = pb.ELEVATION_TYPE_SUPPORT_APPROVED_ELEVATION
@@ -20,17 +21,13 @@ class UsageReporter:
     def __init__(self, address: str):
         self._channel = grpc.aio.insecure_channel(address)
         self._stub = requests_grpc.ElevationRequestServiceStub(self._channel)
-        self._sending: set[asyncio.Task] = set()
+        self._background = Background()
 
     def report(self, events, context) -> None:
         """Forwards the supportApprovedElevation events among `events` with the caller's own credentials."""
         used = [e for e in events if e.elevation_type == SUPPORT_APPROVED]
         if used:
-            metadata = context.invocation_metadata()
-            forwarded = tuple((k, v) for k, v in metadata if k in ("authorization", "x-request-id"))
-            task = asyncio.ensure_future(self._send(used, forwarded))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+            self._background.start(self._send(used, forwarded(context.invocation_metadata())))
 
     async def _send(self, used, metadata) -> None:
         for event in used:
@@ -43,6 +40,5 @@ class UsageReporter:
                             exc.code().name, exc.details())
 
     async def close(self) -> None:
-        if self._sending:
-            await asyncio.wait(self._sending, timeout=5)
+        await self._background.close()
         await self._channel.close()

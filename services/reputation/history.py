@@ -14,11 +14,11 @@ from epm.events.v1 import elevation_event_service_pb2_grpc as events_grpc
 from epm.requests.v1 import elevation_request_service_pb2 as requests_pb
 from epm.requests.v1 import elevation_request_service_pb2_grpc as requests_grpc
 
+from ..common.background import forwarded
 from .scoring import Activity, Counts
 
 log = logging.getLogger("epm.reputation.history")
 TIMEOUT = 2.0
-FORWARDED = ("authorization", "x-request-id")
 
 
 class History:
@@ -30,14 +30,14 @@ class History:
     async def gather(self, file_hash: str, user_id: str, device_id: str, exclude_request_id: str,
                      metadata) -> tuple[Activity | None, Counts | None, Counts | None, list[str]]:
         """(file and device activity, user counts, device counts, the sources that did not answer)."""
-        forwarded = tuple((k, v) for k, v in metadata if k in FORWARDED)
+        on_behalf = forwarded(metadata)
         calls = {"events": self._events.GetElevationStats(
             events_pb.GetElevationStatsRequest(file_hash=file_hash, device_id=device_id),
-            metadata=forwarded, timeout=TIMEOUT)}
+            metadata=on_behalf, timeout=TIMEOUT)}
         if user_id or device_id:
             calls["requests"] = self._requests.GetRequestHistory(requests_pb.GetRequestHistoryRequest(
                 user_id=user_id, device_id=device_id, exclude_request_id=exclude_request_id),
-                metadata=forwarded, timeout=TIMEOUT)
+                metadata=on_behalf, timeout=TIMEOUT)
         answers = dict(zip(calls, await asyncio.gather(*(_answer(n, c) for n, c in calls.items())), strict=True))
         stats, history = answers["events"], answers.get("requests")
         seen = stats is not None and stats.file.HasField("first_seen_date_time")

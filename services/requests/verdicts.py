@@ -3,13 +3,13 @@ or absent reputation service never slows or fails creation (the request then sim
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import grpc
 from epm.reputation.v1 import file_reputation_service_pb2 as reputation_pb
 from epm.reputation.v1 import file_reputation_service_pb2_grpc as reputation_grpc
 
+from ..common.background import Background, forwarded
 from ..common.enums import graph_names
 
 log = logging.getLogger("epm.requests.verdicts")
@@ -26,14 +26,11 @@ class VerdictAttacher:
         self._channel = grpc.aio.insecure_channel(address)
         self._stub = reputation_grpc.FileReputationServiceStub(self._channel)
         self._store = store
-        self._running: set[asyncio.Task] = set()
+        self._background = Background()
 
     def attach(self, tenant: str, row, context) -> None:
         """Analyses the new request `row` in the background, with the creator's credentials."""
-        metadata = tuple((k, v) for k, v in context.invocation_metadata() if k in ("authorization", "x-request-id"))
-        task = asyncio.ensure_future(self._attach(tenant, row, metadata))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        self._background.start(self._attach(tenant, row, forwarded(context.invocation_metadata())))
 
     async def _attach(self, tenant: str, row, metadata) -> None:
         request = reputation_pb.AnalyzeFileRequest(
@@ -52,6 +49,5 @@ class VerdictAttacher:
             analyzed_at=analysis.analyzed_date_time.ToDatetime(tzinfo=row["created_at"].tzinfo))
 
     async def close(self) -> None:
-        if self._running:
-            await asyncio.wait(self._running, timeout=5)
+        await self._background.close()
         await self._channel.close()

@@ -4,7 +4,6 @@ and PostgreSQL: Graph shapes, OData options, the review state machine, ETags, au
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import aiohttp
@@ -12,8 +11,9 @@ import pytest
 
 from services.requests.lifecycle import Policy
 
+from .people import Person
 from .test_elevations import error_of, sha
-from .test_role_assignments import MANAGER, READER, assign, auth
+from .test_role_assignments import MANAGER, assign, auth
 
 PATH = "/beta/deviceManagement/elevationRequests"
 AUDIT = "/beta/deviceManagement/auditEvents"
@@ -43,54 +43,11 @@ def graph_keys(entity: dict) -> set[str]:
     return set(graph_view(entity))
 
 
-@dataclass(frozen=True)
-class Person:
-    oid: str
-    upn: str
-    headers: dict
-
-
 @pytest.fixture
 async def client(gateway_url, requests_service):
     """A client without a default token: every call names who makes it."""
     async with aiohttp.ClientSession(base_url=gateway_url) as session:
         yield session
-
-
-@pytest.fixture
-def person(token):
-    """person(name) -> a signed-in user of this tenant with full DeviceManagement scopes (and no Intune role)."""
-    def make(name: str) -> Person:
-        oid = str(uuid.uuid4())
-        upn = f"{name}-{oid[:8]}@contoso.example"
-        return Person(oid, upn, auth(token(oid=oid, upn=upn)))
-    return make
-
-
-@pytest.fixture
-def requester(person) -> Person:
-    return person("adele")
-
-
-@pytest.fixture
-def admin(token) -> dict:
-    return auth(token(scopes=["RoleManagement.ReadWrite.Directory"]))
-
-
-@pytest.fixture
-async def manager(client, admin, person) -> Person:
-    """A user holding Endpoint Privilege Manager (view + modify elevation requests)."""
-    who = person("megan")
-    await assign(client, admin, who.oid, MANAGER)
-    return who
-
-
-@pytest.fixture
-async def reader(client, admin, person) -> Person:
-    """A user holding Endpoint Privilege Reader (view only)."""
-    who = person("lee")
-    await assign(client, admin, who.oid, READER)
-    return who
 
 
 @pytest.fixture

@@ -20,7 +20,8 @@ from services.requests import app as requests_app
 
 from .. import feed_data
 from ..certificates import certificate_chain
-from .test_elevation_requests import CONFIG_READ, CONFIG_WRITE, DETAIL_TYPE, TYPE, Person, call, graph_view
+from .people import Person
+from .test_elevation_requests import CONFIG_READ, CONFIG_WRITE, DETAIL_TYPE, TYPE, call, graph_view
 from .test_elevations import error_of, sha
 from .test_role_assignments import MANAGER, READER, assign, auth
 
@@ -53,42 +54,6 @@ async def client(gateway_url, shared_feeds):
     """A client without a default token (every call names who makes it), on the real shared feeds."""
     async with aiohttp.ClientSession(base_url=gateway_url) as session:
         yield session
-
-
-@pytest.fixture
-def person(token):
-    """person(name, tenant=...) -> a signed-in user with full DeviceManagement scopes and no Intune role."""
-    def make(name: str, **claims) -> Person:
-        oid = str(uuid.uuid4())
-        upn = f"{name}-{oid[:8]}@contoso.example"
-        return Person(oid, upn, auth(token(oid=oid, upn=upn, **claims)))
-    return make
-
-
-@pytest.fixture
-def requester(person) -> Person:
-    return person("adele")
-
-
-@pytest.fixture
-def admin(token) -> dict:
-    return auth(token(scopes=["RoleManagement.ReadWrite.Directory"]))
-
-
-@pytest.fixture
-async def manager(client, admin, person) -> Person:
-    """Endpoint Privilege Manager: view and modify elevation requests."""
-    who = person("megan")
-    await assign(client, admin, who.oid, MANAGER)
-    return who
-
-
-@pytest.fixture
-async def reader(client, admin, person) -> Person:
-    """Endpoint Privilege Reader: view only."""
-    who = person("lee")
-    await assign(client, admin, who.oid, READER)
-    return who
 
 
 @pytest.fixture

@@ -1,0 +1,28 @@
+"""Calls made on a caller's behalf, off the path of its request: tracked, so a clean stop waits for them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+
+FORWARDED = ("authorization", "x-request-id")
+
+
+def forwarded(metadata) -> tuple[tuple[str, str], ...]:
+    """The caller's token and request id, to call another service on its behalf (with its rights, in its logs)."""
+    return tuple((k, v) for k, v in metadata or () if k in FORWARDED)
+
+
+class Background:
+    def __init__(self):
+        self._running: set[asyncio.Task] = set()
+
+    def start(self, work: Coroutine) -> None:
+        task = asyncio.ensure_future(work)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def close(self, timeout: float = 5) -> None:
+        """Waits (at most `timeout` seconds) for the work still running."""
+        if self._running:
+            await asyncio.wait(self._running, timeout=timeout)

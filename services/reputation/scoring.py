@@ -171,26 +171,12 @@ def analyze(facts: Facts) -> Analysis:
     elif explicit_allow:
         score = min(score, 10)
     score = max(0, min(100, score))
-
     reputation = "knownGood" if allow_listed else next(
         (name for name, label in (("knownMalicious", "malicious"), ("vulnerableDriver", "vulnerableDriver"),
                                   ("dualUse", "dualUse"), ("knownGood", "knownGood")) if found[label]), "unknown")
-    if (found["malicious"] or trust == "blocked") and not explicit_allow:
-        verdict = "malicious"
-    elif not explicit_allow and (found["vulnerableDriver"] or found["dualUse"] or score >= 70
-                                 or any(m.label == "maliciousSigner" for m in facts.matches)):
-        verdict = "suspicious"
-    elif score <= 25:
-        verdict = "clean"
-    else:
-        verdict = "unknown"
-    high = any(r and r.level == "high" for r in (user, device))
-    if verdict == "malicious" or (not explicit_allow and (found["vulnerableDriver"] or score >= 80)):
-        recommendation = "deny"
-    elif explicit_allow or (verdict == "clean" and not high):
-        recommendation = "approve"
-    else:
-        recommendation = "investigate"
+    signer = any(m.label == "maliciousSigner" for m in facts.matches)
+    verdict = _verdict(found, trust, explicit_allow, signer, score)
+    recommendation = _recommendation(verdict, found, explicit_allow, score, (user, device))
     evidence.sort(key=lambda e: -abs(e.contribution))
     sources = tuple(m for m in facts.matches if m.feed != RULES)
     analysis = Analysis(reputation, sources, trust, tuple(reasons), user, device, verdict, score, recommendation,
@@ -199,6 +185,25 @@ def analyze(facts: Facts) -> Analysis:
 
 
 # --- the parts ----------------------------------------------------------------------------------------------
+
+def _verdict(found: dict, trust: str, explicit_allow: bool, signer: bool, score: int) -> str:
+    if explicit_allow:
+        return "clean" if score <= 25 else "unknown"
+    if found["malicious"] or trust == "blocked":
+        return "malicious"
+    if found["vulnerableDriver"] or found["dualUse"] or signer or score >= 70:
+        return "suspicious"
+    return "clean" if score <= 25 else "unknown"
+
+
+def _recommendation(verdict: str, found: dict, explicit_allow: bool, score: int, risks) -> str:
+    if explicit_allow:
+        return "approve"
+    if verdict == "malicious" or found["vulnerableDriver"] or score >= 80:
+        return "deny"
+    if verdict == "clean" and not any(r and r.level == "high" for r in risks):
+        return "approve"
+    return "investigate"
 
 def user_risk(counts: Counts | None) -> Risk | None:
     """A user's risk from their request history: denials, requests judged malicious, revocations, bursts."""

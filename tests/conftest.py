@@ -97,7 +97,7 @@ async def shared_feeds(reputation_channel, settings) -> dict:
     """The real LOLDrivers and LOLBAS feeds, uploaded once over the gRPC stream as feeds every tenant shares.
     Returns feed name -> the progress messages of its import."""
     stub = reputation_grpc.FileReputationServiceStub(reputation_channel)
-    operator = (("authorization", f"Bearer {mint(settings.jwt_secret, tenant=OPERATOR_TENANT, scopes=ALL)}"),)
+    operator = (("authorization", f"Bearer {mint(settings.jwt_secret, tenant=OPERATOR_TENANT, roles=ALL)}"),)
     return {
         "loldrivers": await feed_data.upload(stub, operator, reputation_pb.FEED_FORMAT_LOLDRIVERS,
                                              feed_data.loldrivers(), shared=True,

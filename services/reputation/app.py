@@ -1,4 +1,4 @@
-"""The reputation process: pool, migrations, the history clients, gRPC server."""
+"""The reputation process: pool, migrations, the clients of its peers, gRPC server."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ..common import db
 from ..common.auth import TokenVerifier
 from ..common.server import Running, serve
 from ..common.settings import Settings
-from .history import History
+from .peers import Peers
 from .servicer import FileReputationServicer
 from .store import ReputationStore
 
@@ -31,11 +31,11 @@ async def start(settings: Settings, address: str | None = None,
     if settings.migrate_on_start:
         await db.migrate(pool, "reputation", MIGRATIONS)
     verifier = TokenVerifier.from_settings(settings)
-    history = History(settings.events_addr, settings.requests_addr)
-    servicer = FileReputationServicer(ReputationStore(pool), verifier, history, clock, settings.operator_tenant)
+    peers = Peers(settings.events_addr, settings.requests_addr)
+    servicer = FileReputationServicer(ReputationStore(pool), verifier, peers, clock, settings.operator_tenant)
     running = await serve(
         [(SERVICE, lambda server: pb_grpc.add_FileReputationServiceServicer_to_server(servicer, server))],
         address or f"[::]:{settings.reputation_port}",
     )
-    running.cleanups += [pool.close, verifier.close, history.close]
+    running.cleanups += [pool.close, verifier.close, peers.close]
     return running

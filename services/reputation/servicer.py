@@ -18,7 +18,7 @@ from ..common.auth import CONFIG_READ, CONFIG_WRITE, TokenVerifier, authorize
 from ..common.enums import graph_names, graph_numbers
 from . import importer, scoring
 from .feeds import HASH_KINDS, formats, hex_digest
-from .history import History
+from .peers import Peers
 from .publishers import leaf, normalize_name, normalize_thumbprint, parse_certificates
 from .store import SHARED, FeedBusy, FeedFormatMismatch, ReputationStore
 
@@ -51,13 +51,22 @@ REPUTATION_OF = {"allowed": pb.APP_REPUTATION_KNOWN_GOOD, "blocked": pb.APP_REPU
 
 
 class FileReputationServicer(pb_grpc.FileReputationServiceServicer):
-    def __init__(self, store: ReputationStore, verifier: TokenVerifier, history: History,
+    def __init__(self, store: ReputationStore, verifier: TokenVerifier, peers: Peers,
                  clock: Callable[[], datetime], operator_tenant: str = ""):
-        self.store, self.verifier, self.history, self.clock = store, verifier, history, clock
+        self.store, self.verifier, self.peers, self.clock = store, verifier, peers, clock
         self.operator_tenant = operator_tenant.lower()
 
     async def _caller(self, context, scopes):
         return await authorize(self.verifier, context.invocation_metadata(), scopes)
+
+    async def _writer(self, context):
+        """A caller who may change what reviewers rely on (publisher rules, the tenant's own lists): the Graph
+        write permission and, for a user, the Intune modify right. Otherwise anyone who may ask for an elevation
+        could vouch for their own file."""
+        caller = await self._caller(context, WRITE)
+        if caller.delegated:
+            await self.peers.require_modify(context.invocation_metadata())
+        return caller
 
     # --- analysis -------------------------------------------------------------------------------------------
 
@@ -84,7 +93,7 @@ class FileReputationServicer(pb_grpc.FileReputationServiceServicer):
             self.store.lookup(caller.tenant_id, keys)
         rows, (activity, user, device, unavailable) = await asyncio.gather(
             lookup,
-            self.history.gather(file_hash, request.user_id, request.device_id, request.elevation_request_id,
+            self.peers.gather(file_hash, request.user_id, request.device_id, request.elevation_request_id,
                                 context.invocation_metadata()))
         matches = tuple(_match(r) for r in rows if r["source"] is None or _expected(r, wanted))
         now = self.clock()
@@ -123,7 +132,7 @@ class FileReputationServicer(pb_grpc.FileReputationServiceServicer):
     # --- feeds ----------------------------------------------------------------------------------------------
 
     async def ImportFeed(self, request_iterator, context):
-        caller = await self._caller(context, WRITE)
+        caller = await self._writer(context)
         first = await anext(aiter(request_iterator), None)
         if first is None or not first.HasField("header"):
             raise errors.invalid("The first message must be the header.")
@@ -179,7 +188,7 @@ class FileReputationServicer(pb_grpc.FileReputationServiceServicer):
     # --- publisher rules ------------------------------------------------------------------------------------
 
     async def CreatePublisherRule(self, request, context):
-        caller = await self._caller(context, WRITE)
+        caller = await self._writer(context)
         rule = request.rule
         if rule.kind == pb.PUBLISHER_RULE_KIND_CERTIFICATE:
             kind, value = "certificate", normalize_thumbprint(rule.value)
@@ -206,7 +215,7 @@ class FileReputationServicer(pb_grpc.FileReputationServiceServicer):
         return pb.ListPublisherRulesResponse(rules=[rule_to_proto(r) for r in await self.store.rules(caller.tenant_id)])
 
     async def DeletePublisherRule(self, request, context):
-        caller = await self._caller(context, WRITE)
+        caller = await self._writer(context)
         if not await self.store.delete_rule(caller.tenant_id, errors.uuid_id(request.id, NOUN)):
             raise errors.no_such(NOUN, request.id)
         return pb.DeletePublisherRuleResponse()

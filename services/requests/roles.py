@@ -263,6 +263,12 @@ class RoleAssignmentServicer(pb_grpc.RoleAssignmentServiceServicer):
         return pb.ListRolesResponse(roles=[pb.Role(id=str(r["id"]), name=r["name"], permissions=r["permissions"])
                                            for r in rows])
 
+    async def GetMyPermissions(self, request, context):
+        caller = await self._caller(context, ())
+        held = await permissions(self.pool, caller.tenant_id, caller.object_id, self.clock()) if caller.delegated \
+            else frozenset()
+        return pb.MyPermissions(permissions=sorted(held), delegated=caller.delegated)
+
     async def _change(self, caller: Principal, context, user_id: str, role_id: str, given_id: str, *,
                       eligible: bool, active_until: datetime | None, activity: str, reason: str = ""):
         now = self.clock()

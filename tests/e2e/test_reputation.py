@@ -63,6 +63,12 @@ def full(token) -> dict:
 
 
 @pytest.fixture
+def curator(manager) -> dict:
+    """A user who may change what reviewers rely on (publisher rules): the Intune modify right."""
+    return manager.headers
+
+
+@pytest.fixture
 def app(token) -> dict:
     """An application token: its Graph permission is the whole grant (it may read any history)."""
     return auth(token(scopes=(), roles=[CONFIG_WRITE]))
@@ -468,11 +474,11 @@ async def test_lookup_refuses_bad_bodies(client, full, token):
 
 # --- security/publisherRules --------------------------------------------------------------------------------
 
-async def test_publisher_rules_are_created_listed_read_and_deleted(client, full, gateway_url):
+async def test_publisher_rules_are_created_listed_read_and_deleted(client, curator, gateway_url):
     _, leaf = certificate_chain("Contoso Tools Ltd")
     given = {"@odata.type": "#microsoft.graph.publisherRule", "kind": "certificate",
              "value": leaf.thumbprint.upper(), "blocked": False, "displayName": "Contoso", "note": "ticket 4711"}
-    async with client.post(RULES, json=given, headers=full) as resp:
+    async with client.post(RULES, json=given, headers=curator) as resp:
         assert resp.status == 201, await resp.text()
         created = await resp.json()
         location = resp.headers["Location"]
@@ -485,44 +491,55 @@ async def test_publisher_rules_are_created_listed_read_and_deleted(client, full,
     assert (created["displayName"], created["note"]) == ("Contoso", "ticket 4711")
     assert created["createdDateTime"].endswith("Z")
 
-    name_rule = await call(client, "POST", RULES, full, 201, json={
+    name_rule = await call(client, "POST", RULES, curator, 201, json={
         "kind": "publisherName", "value": "  Shady   Tools LLC ", "blocked": True, "id": "ignored"})
     assert (name_rule["kind"], name_rule["value"], name_rule["blocked"]) == ("publisherName", "shady tools llc", True)
     assert name_rule["id"] != "ignored" and (name_rule["displayName"], name_rule["note"]) == ("", "")
 
-    listed = await call(client, "GET", RULES, full)
+    listed = await call(client, "GET", RULES, curator)
     assert set(listed) == {"@odata.context", "value"}
     assert listed["@odata.context"].endswith("/beta/$metadata#security/publisherRules")
     assert [r["id"] for r in listed["value"]] == [created["id"], name_rule["id"]]  # in creation order
     assert listed["value"][0] == {k: v for k, v in created.items() if k != "@odata.context"}
     for key in (created["id"], created["id"].upper()):
-        assert await call(client, "GET", f"{RULES}/{key}", full) == created
-    async with client.get(location, headers=full) as resp:
+        assert await call(client, "GET", f"{RULES}/{key}", curator) == created
+    async with client.get(location, headers=curator) as resp:
         assert resp.status == 200 and await resp.json() == created
 
-    await failure(client, "PATCH", f"{RULES}/{created['id']}", full, 405, "MethodNotAllowed", json={"blocked": True})
-    async with client.delete(f"{RULES}/{created['id']}", headers=full) as resp:
+    await failure(client, "PATCH", f"{RULES}/{created['id']}", curator, 405, "MethodNotAllowed", json={"blocked": True})
+    async with client.delete(f"{RULES}/{created['id']}", headers=curator) as resp:
         assert resp.status == 204 and await resp.read() == b""
-    assert created["id"] in await failure(client, "GET", f"{RULES}/{created['id']}", full, 404, "ResourceNotFound")
-    await failure(client, "DELETE", f"{RULES}/{created['id']}", full, 404, "ResourceNotFound")
-    await failure(client, "DELETE", f"{RULES}/not-a-rule", full, 404, "ResourceNotFound")
-    await failure(client, "GET", f"{RULES}/not-a-rule", full, 404, "ResourceNotFound")
-    assert [r["id"] for r in (await call(client, "GET", RULES, full))["value"]] == [name_rule["id"]]
+    assert created["id"] in await failure(client, "GET", f"{RULES}/{created['id']}", curator, 404, "ResourceNotFound")
+    await failure(client, "DELETE", f"{RULES}/{created['id']}", curator, 404, "ResourceNotFound")
+    await failure(client, "DELETE", f"{RULES}/not-a-rule", curator, 404, "ResourceNotFound")
+    await failure(client, "GET", f"{RULES}/not-a-rule", curator, 404, "ResourceNotFound")
+    assert [r["id"] for r in (await call(client, "GET", RULES, curator))["value"]] == [name_rule["id"]]
 
 
-async def test_the_same_rule_twice_is_one_rule(client, full):
-    first = await call(client, "POST", RULES, full, 201, json={"kind": "publisherName", "value": "Fabrikam"})
-    again = await call(client, "POST", RULES, full, 201, json={"kind": "publisherName", "value": "FABRIKAM "})
+async def test_only_a_reviewer_who_may_decide_changes_the_rules(client, requester, reader, curator, app):
+    """Else anyone who may ask for an elevation could vouch for their own publisher."""
+    rule = {"kind": "publisherName", "value": f"Self Vouched {uuid.uuid4()}"}
+    for who in (requester, reader):  # Graph write scope, but no (or only the view) Intune right
+        message = await failure(client, "POST", RULES, who, 403, "Forbidden", json=rule)
+        assert "Modify elevation requests" in message
+    created = await call(client, "POST", RULES, curator, 201, json=rule)
+    await failure(client, "DELETE", f"{RULES}/{created['id']}", requester, 403, "Forbidden")
+    await call(client, "DELETE", f"{RULES}/{created['id']}", app, 204)  # an application: its permission suffices
+
+
+async def test_the_same_rule_twice_is_one_rule(client, curator):
+    first = await call(client, "POST", RULES, curator, 201, json={"kind": "publisherName", "value": "Fabrikam"})
+    again = await call(client, "POST", RULES, curator, 201, json={"kind": "publisherName", "value": "FABRIKAM "})
     assert again["id"] == first["id"]
     # the same publisher with the opposite decision is a conflict, never a silent no-op
-    conflict = await call(client, "POST", RULES, full, 409, json={"kind": "publisherName", "value": "fabrikam",
+    conflict = await call(client, "POST", RULES, curator, 409, json={"kind": "publisherName", "value": "fabrikam",
                                                                   "blocked": True})
     assert conflict["error"]["code"] == "Conflict" and "already trusts" in conflict["error"]["message"]
-    rules = (await call(client, "GET", RULES, full))["value"]
+    rules = (await call(client, "GET", RULES, curator))["value"]
     assert len(rules) == 1 and rules[0]["blocked"] is False
 
 
-async def test_bad_publisher_rules_are_refused(client, full):
+async def test_bad_publisher_rules_are_refused(client, curator):
     thumbprint = "ab" * 20
     for bad, words in (({"kind": "certificate", "value": "abc"}, "thumbprint"),
                        ({"kind": "certificate", "value": "zz" * 20}, "thumbprint"),
@@ -539,27 +556,27 @@ async def test_bad_publisher_rules_are_refused(client, full):
                        ({"kind": "certificate", "value": thumbprint, "@odata.type": "#microsoft.graph.user"},
                         "@odata.type"),
                        ([{"kind": "certificate", "value": thumbprint}], "JSON object")):
-        message = await failure(client, "POST", RULES, full, 400, "BadRequest", json=bad)
+        message = await failure(client, "POST", RULES, curator, 400, "BadRequest", json=bad)
         assert words in message, (bad, message)
-    await failure(client, "POST", RULES, full, 400, "BadRequest", data=b"{", content_type="application/json")
-    await failure(client, "POST", RULES, full, 415, "UnsupportedMediaType", data=b"{}", content_type="text/plain")
-    assert (await call(client, "GET", RULES, full))["value"] == []  # nothing was stored
+    await failure(client, "POST", RULES, curator, 400, "BadRequest", data=b"{", content_type="application/json")
+    await failure(client, "POST", RULES, curator, 415, "UnsupportedMediaType", data=b"{}", content_type="text/plain")
+    assert (await call(client, "GET", RULES, curator))["value"] == []  # nothing was stored
 
 
-async def test_the_rule_and_feed_collections_refuse_query_options_they_ignore(client, full):
+async def test_the_rule_and_feed_collections_refuse_query_options_they_ignore(client, curator):
     """As on every other gateway collection (gateway/query.py): an OData option the resource does not support is a
     400 that names it, never silently ignored (a $filter=blocked eq true must not answer trusted rules too)."""
-    await call(client, "POST", RULES, full, 201, json={"kind": "publisherName", "value": "Trusted Co"})
-    await call(client, "POST", RULES, full, 201, json={"kind": "publisherName", "value": "Blocked Co",
+    await call(client, "POST", RULES, curator, 201, json={"kind": "publisherName", "value": "Trusted Co"})
+    await call(client, "POST", RULES, curator, 201, json={"kind": "publisherName", "value": "Blocked Co",
                                                        "blocked": True})
     for path in (RULES, FEEDS):
         for option in ({"$filter": "blocked eq true"}, {"$top": "1"}, {"$orderby": "value"}):
-            message = await failure(client, "GET", path, full, 400, "BadRequest", params=option)
+            message = await failure(client, "GET", path, curator, 400, "BadRequest", params=option)
             assert next(iter(option)) in message
 
 
-async def test_a_read_only_token_reads_rules_but_cannot_change_them(client, full, token):
-    created = await call(client, "POST", RULES, full, 201, json={"kind": "publisherName", "value": "Contoso"})
+async def test_a_read_only_token_reads_rules_but_cannot_change_them(client, curator, token):
+    created = await call(client, "POST", RULES, curator, 201, json={"kind": "publisherName", "value": "Contoso"})
     read_only = auth(token(scopes=[CONFIG_READ]))
     assert [r["id"] for r in (await call(client, "GET", RULES, read_only))["value"]] == [created["id"]]
     assert (await call(client, "GET", f"{RULES}/{created['id']}", read_only))["id"] == created["id"]
@@ -567,34 +584,35 @@ async def test_a_read_only_token_reads_rules_but_cannot_change_them(client, full
     await failure(client, "DELETE", f"{RULES}/{created['id']}", read_only, 403, "Forbidden")
     async with client.get(RULES) as resp:
         await graph_error(resp, 401, "InvalidAuthenticationToken")
-    assert [r["id"] for r in (await call(client, "GET", RULES, full))["value"]] == [created["id"]]
+    assert [r["id"] for r in (await call(client, "GET", RULES, curator))["value"]] == [created["id"]]
 
 
-async def test_publisher_rules_stay_in_their_tenant(client, full, token):
-    created = await call(client, "POST", RULES, full, 201, json={"kind": "publisherName", "value": "Shady Tools",
+async def test_publisher_rules_stay_in_their_tenant(client, curator, token):
+    created = await call(client, "POST", RULES, curator, 201, json={"kind": "publisherName", "value": "Shady Tools",
                                                                  "blocked": True})
-    other = auth(token(tenant=str(uuid.uuid4())))
+    other = auth(token(tenant=str(uuid.uuid4()), scopes=(), roles=[CONFIG_WRITE]))  # may write in its own tenant
     assert (await call(client, "GET", RULES, other))["value"] == []
     await failure(client, "GET", f"{RULES}/{created['id']}", other, 404, "ResourceNotFound")
     await failure(client, "DELETE", f"{RULES}/{created['id']}", other, 404, "ResourceNotFound")
     file = {"file": {"fileHash": sha("shady"), "publisherName": "Shady Tools"}}
-    mine = await call(client, "POST", f"{REPUTATIONS}/analyze", full, json=file)
+    mine = await call(client, "POST", f"{REPUTATIONS}/analyze", curator, json=file)
     theirs = await call(client, "POST", f"{REPUTATIONS}/analyze", other, json=file)
     assert (mine["publisher"]["trust"], mine["verdict"]) == ("blocked", "malicious")
     assert theirs["publisher"]["trust"] == "known" and theirs["verdict"] != "malicious"
-    assert await call(client, "GET", f"{RULES}/{created['id']}", full) == created  # still there
+    assert await call(client, "GET", f"{RULES}/{created['id']}", curator) == created  # still there
 
 
-async def test_a_trusted_certificate_lowers_the_risk_and_a_blocked_name_makes_it_malicious(client, full):
+async def test_a_trusted_certificate_lowers_the_risk_and_a_blocked_name_makes_it_malicious(client, curator):
     chain, leaf = certificate_chain(f"Contoso Tools {uuid.uuid4().hex[:8]}")
     file = {"fileHash": sha(f"tool {uuid.uuid4()}"), "fileName": "tool.exe", "filePath": r"C:\Tools\tool.exe"}
-    unsigned = await call(client, "POST", f"{REPUTATIONS}/analyze", full, json={"file": file})
-    signed = await call(client, "POST", f"{REPUTATIONS}/analyze", full, json={"file": {**file, "publisherCert": chain}})
+    unsigned = await call(client, "POST", f"{REPUTATIONS}/analyze", curator, json={"file": file})
+    signed = await call(client, "POST", f"{REPUTATIONS}/analyze", curator,
+                        json={"file": {**file, "publisherCert": chain}})
     assert unsigned["publisher"]["trust"] == "unknown" and signed["publisher"]["trust"] == "known"
 
-    rule = await call(client, "POST", RULES, full, 201, json={"kind": "certificate", "value": leaf.thumbprint,
+    rule = await call(client, "POST", RULES, curator, 201, json={"kind": "certificate", "value": leaf.thumbprint,
                                                               "displayName": "Contoso"})
-    trusted = await call(client, "POST", f"{REPUTATIONS}/analyze", full,
+    trusted = await call(client, "POST", f"{REPUTATIONS}/analyze", curator,
                          json={"file": {**file, "publisherCert": chain}})
     check_analysis(trusted)
     assert trusted["publisher"]["trust"] == "trusted" and trusted["publisher"]["thumbprint"] == leaf.thumbprint
@@ -602,24 +620,25 @@ async def test_a_trusted_certificate_lowers_the_risk_and_a_blocked_name_makes_it
     assert trusted["riskScore"] < signed["riskScore"] < unsigned["riskScore"]
     assert (trusted["verdict"], trusted["recommendation"]) == ("clean", "approve")
     assert trusted["summary"].startswith("Unknown file:") and "Publisher trusted" in trusted["summary"]
-    again_unsigned = await call(client, "POST", f"{REPUTATIONS}/analyze", full, json={"file": file})
+    again_unsigned = await call(client, "POST", f"{REPUTATIONS}/analyze", curator, json={"file": file})
     assert again_unsigned["riskScore"] == unsigned["riskScore"]  # the rule needs the certificate
     # a SHA-256 thumbprint rule works too
     other_chain, other_leaf = certificate_chain(f"Northwind {uuid.uuid4().hex[:8]}")
-    await call(client, "POST", RULES, full, 201, json={"kind": "certificate", "value": other_leaf.thumbprint_sha256})
-    by_sha256 = await call(client, "POST", f"{REPUTATIONS}/analyze", full,
+    await call(client, "POST", RULES, curator, 201, json={"kind": "certificate", "value": other_leaf.thumbprint_sha256})
+    by_sha256 = await call(client, "POST", f"{REPUTATIONS}/analyze", curator,
                            json={"file": {**file, "publisherCert": other_chain}})
     assert by_sha256["publisher"]["trust"] == "trusted"
 
-    await call(client, "POST", RULES, full, 201, json={"kind": "publisherName", "value": "Shady Tools LLC",
+    await call(client, "POST", RULES, curator, 201, json={"kind": "publisherName", "value": "Shady Tools LLC",
                                                        "blocked": True})
-    blocked = await call(client, "POST", f"{REPUTATIONS}/analyze", full,
+    blocked = await call(client, "POST", f"{REPUTATIONS}/analyze", curator,
                          json={"file": {**file, "publisherName": "SHADY TOOLS LLC"}})
     assert blocked["publisher"]["trust"] == "blocked"
     assert (blocked["verdict"], blocked["recommendation"], blocked["riskScore"]) == ("malicious", "deny", 100)
 
-    await call(client, "DELETE", f"{RULES}/{rule['id']}", full, 204)
-    after = await call(client, "POST", f"{REPUTATIONS}/analyze", full, json={"file": {**file, "publisherCert": chain}})
+    await call(client, "DELETE", f"{RULES}/{rule['id']}", curator, 204)
+    after = await call(client, "POST", f"{REPUTATIONS}/analyze", curator,
+                       json={"file": {**file, "publisherCert": chain}})
     assert after["publisher"]["trust"] == "known" and after["riskScore"] == signed["riskScore"]
 
 
@@ -681,9 +700,9 @@ async def test_a_new_request_gets_the_verdict_of_its_file(client, requester, man
     assert (await annotated(client, manager, unknown["id"]))["@epm.reputation"]["appReputation"] == "unknown"
 
 
-async def test_the_tenants_rules_decide_the_attached_verdict(client, requester, manager, full):
-    await call(client, "POST", RULES, full, 201, json={"kind": "publisherName", "value": "Shady Tools LLC",
-                                                       "blocked": True})
+async def test_the_tenants_rules_decide_the_attached_verdict(client, requester, manager):
+    await call(client, "POST", RULES, manager, 201, json={"kind": "publisherName", "value": "Shady Tools LLC",
+                                                          "blocked": True})
     created = await call(client, "POST", REQUESTS, requester, 201, json=request_body(
         sha(f"shady {uuid.uuid4()}"), file_name="setup.exe", publisherName="Shady Tools LLC"))
     verdict = (await annotated(client, manager, created["id"]))["@epm.reputation"]

@@ -36,7 +36,8 @@ def stub(reputation_channel, shared_feeds):
 
 @pytest.fixture
 def caller(token):
-    return md(token())
+    """An application (an automation that maintains the tenant's lists): its Graph permission is the grant."""
+    return md(token(scopes=(), roles=("DeviceManagementConfiguration.ReadWrite.All",)))
 
 
 async def reputation_of(stub, metadata, *hashes: str) -> list[int]:

@@ -16,6 +16,8 @@ from epm.reputation.v1 import file_reputation_service_pb2 as pb
 from epm.reputation.v1 import file_reputation_service_pb2_grpc as pb_grpc
 from epm.requests.v1 import elevation_request_service_pb2 as requests_pb
 from epm.requests.v1 import elevation_request_service_pb2_grpc as requests_grpc
+from epm.requests.v1 import role_assignment_service_pb2 as roles_pb
+from epm.requests.v1 import role_assignment_service_pb2_grpc as roles_grpc
 
 from .. import feed_data
 from ..certificates import certificate_chain
@@ -23,6 +25,7 @@ from ..certificates import certificate_chain
 CONFIG_WRITE = "DeviceManagementConfiguration.ReadWrite.All"
 CONFIG_READ = "DeviceManagementConfiguration.Read.All"
 POWERSHELL = r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe"
+MANAGER = "7f2d6a3c-0b1e-4c5d-9e8f-100000000001"  # Endpoint Privilege Manager: view + modify
 
 
 def sha(text: str) -> str:
@@ -145,8 +148,8 @@ async def test_the_file_name_may_come_from_the_path_alone(stub, caller):
 
 # --- publishers ---------------------------------------------------------------------------------------------
 
-async def test_an_unknown_unsigned_file_is_riskier_than_one_from_a_trusted_publisher(stub, caller):
-    unsigned = await analyze(stub, caller, sha(f"tool {uuid.uuid4()}"), file_name="tool.exe",
+async def test_an_unknown_unsigned_file_is_riskier_than_one_from_a_trusted_publisher(stub, app):
+    unsigned = await analyze(stub, app, sha(f"tool {uuid.uuid4()}"), file_name="tool.exe",
                              file_path=r"C:\Tools\tool.exe")
     assert unsigned.app_reputation == pb.APP_REPUTATION_UNKNOWN
     assert unsigned.verdict == pb.VERDICT_UNKNOWN
@@ -156,9 +159,9 @@ async def test_an_unknown_unsigned_file_is_riskier_than_one_from_a_trusted_publi
     chain, leaf = certificate_chain("Contoso Tools Ltd")
     rule = await stub.CreatePublisherRule(pb.CreatePublisherRuleRequest(rule=pb.PublisherRule(
         kind=pb.PUBLISHER_RULE_KIND_CERTIFICATE, value=leaf.thumbprint.upper(), display_name="Contoso")),
-        metadata=caller)
+        metadata=app)
     assert rule.value == leaf.thumbprint and not rule.blocked
-    trusted = await analyze(stub, caller, sha(f"tool {uuid.uuid4()}"), file_name="tool.exe",
+    trusted = await analyze(stub, app, sha(f"tool {uuid.uuid4()}"), file_name="tool.exe",
                             file_path=r"C:\Tools\tool.exe", publisher_name="Contoso Tools Ltd", publisher_cert=chain)
     assert trusted.app_reputation == pb.APP_REPUTATION_UNKNOWN
     assert trusted.publisher.trust == pb.PUBLISHER_TRUST_TRUSTED
@@ -176,37 +179,37 @@ async def test_a_signed_file_from_an_unknown_publisher_sits_between(stub, caller
     assert signed.risk_score < unsigned.risk_score
 
 
-async def test_a_blocked_publisher_name_is_malicious_and_rules_stay_in_their_tenant(stub, caller, token):
+async def test_a_blocked_publisher_name_is_malicious_and_rules_stay_in_their_tenant(stub, app, token):
     created = await stub.CreatePublisherRule(pb.CreatePublisherRuleRequest(rule=pb.PublisherRule(
-        kind=pb.PUBLISHER_RULE_KIND_PUBLISHER_NAME, value="  Shady   Tools LLC ", blocked=True)), metadata=caller)
+        kind=pb.PUBLISHER_RULE_KIND_PUBLISHER_NAME, value="  Shady   Tools LLC ", blocked=True)), metadata=app)
     assert created.value == "shady tools llc"
     again = await stub.CreatePublisherRule(pb.CreatePublisherRuleRequest(rule=pb.PublisherRule(
-        kind=pb.PUBLISHER_RULE_KIND_PUBLISHER_NAME, value="shady tools llc", blocked=True)), metadata=caller)
+        kind=pb.PUBLISHER_RULE_KIND_PUBLISHER_NAME, value="shady tools llc", blocked=True)), metadata=app)
     assert again.id == created.id  # the same rule, not a second one
-    blocked = await analyze(stub, caller, sha("shady"), publisher_name="SHADY TOOLS LLC")
+    blocked = await analyze(stub, app, sha("shady"), publisher_name="SHADY TOOLS LLC")
     assert blocked.publisher.trust == pb.PUBLISHER_TRUST_BLOCKED
     assert blocked.verdict == pb.VERDICT_MALICIOUS and blocked.risk_score == 100
-    elsewhere = md(token(tenant=str(uuid.uuid4())))
+    elsewhere = md(token(tenant=str(uuid.uuid4()), scopes=(), roles=(CONFIG_WRITE,)))  # may write in its tenant
     assert (await analyze(stub, elsewhere, sha("shady"), publisher_name="Shady Tools LLC")).publisher.trust == \
         pb.PUBLISHER_TRUST_KNOWN
-    listed = await stub.ListPublisherRules(pb.ListPublisherRulesRequest(), metadata=caller)
+    listed = await stub.ListPublisherRules(pb.ListPublisherRulesRequest(), metadata=app)
     assert [r.id for r in listed.rules] == [created.id]
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.DeletePublisherRule(pb.DeletePublisherRuleRequest(id=created.id), metadata=elsewhere)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
-    await stub.DeletePublisherRule(pb.DeletePublisherRuleRequest(id=created.id), metadata=caller)
-    assert (await analyze(stub, caller, sha("shady"), publisher_name="Shady Tools LLC")).publisher.trust == \
+    await stub.DeletePublisherRule(pb.DeletePublisherRuleRequest(id=created.id), metadata=app)
+    assert (await analyze(stub, app, sha("shady"), publisher_name="Shady Tools LLC")).publisher.trust == \
         pb.PUBLISHER_TRUST_KNOWN
 
 
-async def test_bad_publisher_rules_and_certificates_are_refused_clearly(stub, caller):
+async def test_bad_publisher_rules_and_certificates_are_refused_clearly(stub, app):
     for rule, words in ((pb.PublisherRule(kind=pb.PUBLISHER_RULE_KIND_CERTIFICATE, value="abc"), "thumbprint"),
                         (pb.PublisherRule(kind=pb.PUBLISHER_RULE_KIND_PUBLISHER_NAME, value="  "), "publisher name"),
                         (pb.PublisherRule(value="x"), "kind")):
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await stub.CreatePublisherRule(pb.CreatePublisherRuleRequest(rule=rule), metadata=caller)
+            await stub.CreatePublisherRule(pb.CreatePublisherRuleRequest(rule=rule), metadata=app)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and words in err.value.details()
-    garbage = await analyze(stub, caller, sha("garbage cert"), publisher_cert="bm90IGEgY2VydGlmaWNhdGU=")
+    garbage = await analyze(stub, app, sha("garbage cert"), publisher_cert="bm90IGEgY2VydGlmaWNhdGU=")
     assert garbage.publisher.trust == pb.PUBLISHER_TRUST_UNTRUSTED
     assert "not a base64 X.509 certificate" in garbage.publisher.reasons[0]
 
@@ -311,8 +314,8 @@ async def test_calls_need_a_token_and_the_right_permission(stub, token, reputati
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
-async def test_only_the_operator_tenant_imports_shared_feeds(stub, caller, reputation_address):
-    error = await feed_data.refused(reputation_address, caller, feed_data.requests_for(
+async def test_only_the_operator_tenant_imports_shared_feeds(stub, app, reputation_address):
+    error = await feed_data.refused(reputation_address, app, feed_data.requests_for(
         pb.FEED_FORMAT_LOLBAS, feed_data.lolbas() / "OSBinaries" / "Mshta.yml", shared=True))
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED and "operator" in error.details()
 
@@ -367,14 +370,40 @@ async def test_the_verdict_attached_to_a_request_counts_in_the_requesters_histor
     assert any("malicious files" in f for f in later.user_risk.factors) and later.user_risk.score >= 30
 
 
-async def test_oversized_fields_and_uploads_are_refused(stub, caller, reputation_address, tmp_path):
+async def test_oversized_fields_and_uploads_are_refused(stub, app, reputation_address, tmp_path):
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await analyze(stub, caller, sha("long"), file_name="a" * 40_000)
+        await analyze(stub, app, sha("long"), file_name="a" * 40_000)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "file_name is too long" in err.value.details()
 
     huge = tmp_path / "huge.csv"
     with huge.open("wb") as out:
         out.truncate(300 << 20)  # sparse: 300 MiB of nothing
-    error = await feed_data.refused(reputation_address, caller,
+    error = await feed_data.refused(reputation_address, app,
                                     feed_data.requests_for(pb.FEED_FORMAT_HASH_LIST, huge, feed="huge"))
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "256 MiB" in error.details()
+
+
+async def test_changing_what_reviewers_rely_on_needs_the_modify_right(stub, token, requests_channel, tmp_path):
+    """A user with the Graph write scope (every requester has it) cannot vouch for a publisher or allow-list a
+    hash: that takes the Intune modify right, which the requests service says the user holds."""
+    roles = roles_grpc.RoleAssignmentServiceStub(requests_channel)
+    user = str(uuid.uuid4())
+    me = md(token(oid=user))
+    lists = tmp_path / "mine.csv"
+    lists.write_text(f"{sha(f'my own tool {uuid.uuid4()}')},allow\n")
+    rule = pb.CreatePublisherRuleRequest(rule=pb.PublisherRule(kind=pb.PUBLISHER_RULE_KIND_PUBLISHER_NAME,
+                                                               value=f"me {user}"))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.CreatePublisherRule(rule, metadata=me)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED and "Modify elevation requests" in err.value.details()
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await feed_data.upload(stub, me, pb.FEED_FORMAT_HASH_LIST, lists, feed="mine")
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    admin = md(token(scopes=["RoleManagement.ReadWrite.Directory"]))
+    await roles.CreateRoleAssignment(roles_pb.CreateRoleAssignmentRequest(user_id=user, role_id=MANAGER),
+                                     metadata=admin)
+    mine = await roles.GetMyPermissions(roles_pb.GetMyPermissionsRequest(), metadata=me)
+    assert mine.delegated and "elevationRequests.modify" in mine.permissions
+    assert (await stub.CreatePublisherRule(rule, metadata=me)).value == f"me {user}"
+    assert (await feed_data.upload(stub, me, pb.FEED_FORMAT_HASH_LIST, lists, feed="mine"))[-1].records == 1

@@ -1,6 +1,6 @@
-"""What the other services know about a file, a user and a device, asked over gRPC with the caller's own
-credentials. Best effort: a source that fails or is slower than TIMEOUT is left out and named, and the
-analysis goes on without it."""
+"""What the other services know, asked over gRPC with the caller's own credentials: about a file, a user and a
+device (best effort: a source that fails or is slower than TIMEOUT is left out and named, and the analysis goes
+on without it), and the caller's reviewer rights (fail closed)."""
 
 from __future__ import annotations
 
@@ -13,19 +13,41 @@ from epm.events.v1 import elevation_event_service_pb2 as events_pb
 from epm.events.v1 import elevation_event_service_pb2_grpc as events_grpc
 from epm.requests.v1 import elevation_request_service_pb2 as requests_pb
 from epm.requests.v1 import elevation_request_service_pb2_grpc as requests_grpc
+from epm.requests.v1 import role_assignment_service_pb2 as roles_pb
+from epm.requests.v1 import role_assignment_service_pb2_grpc as roles_grpc
 
+from ..common import errors
 from ..common.background import forwarded
 from .scoring import Activity, Counts
 
-log = logging.getLogger("epm.reputation.history")
+log = logging.getLogger("epm.reputation.peers")
 TIMEOUT = 2.0
+MODIFY = "elevationRequests.modify"
 
 
-class History:
+class Peers:
     def __init__(self, events_addr: str, requests_addr: str):
         self._channels = [grpc.aio.insecure_channel(events_addr), grpc.aio.insecure_channel(requests_addr)]
         self._events = events_grpc.ElevationEventServiceStub(self._channels[0])
         self._requests = requests_grpc.ElevationRequestServiceStub(self._channels[1])
+        self._roles = roles_grpc.RoleAssignmentServiceStub(self._channels[1])
+
+    async def require_modify(self, metadata) -> None:
+        """That a delegated caller holds the Intune modify right (as reviewers who decide need it): the requests
+        service, which owns the role assignments, says. When it cannot, the answer is no."""
+        try:
+            mine = await self._roles.GetMyPermissions(roles_pb.GetMyPermissionsRequest(),
+                                                      metadata=forwarded(metadata), timeout=TIMEOUT)
+        except grpc.aio.AioRpcError as exc:
+            log.warning("cannot check reviewer rights: %s %s", exc.code().name, exc.details())
+            raise errors.RpcError(grpc.StatusCode.UNAVAILABLE, "RIGHTS_UNAVAILABLE",
+                                  "The reviewer rights cannot be checked right now; try again.") from None
+        if mine.delegated and MODIFY not in mine.permissions:
+            raise errors.RpcError(
+                grpc.StatusCode.PERMISSION_DENIED, "MISSING_ROLE",
+                "The Intune permission 'Endpoint Privilege Management Elevation Requests: Modify elevation requests' "
+                "is required to change what reviewers rely on; it comes with a role assignment such as Endpoint "
+                "Privilege Manager.", right=MODIFY)
 
     async def gather(self, file_hash: str, user_id: str, device_id: str, exclude_request_id: str,
                      metadata) -> tuple[Activity | None, Counts | None, Counts | None, list[str]]:

@@ -38,7 +38,6 @@ FORMAT_NAMES = {number: name for number, name in ((pb.FEED_FORMAT_LOLBAS, "lolba
                 (pb.FEED_FORMAT_HASH_LIST, "hashlist"))}
 FORMAT_NUMBERS = {name: number for number, name in FORMAT_NAMES.items()}
 ACCEPTED = {"sha256": ("sha256", "authentihash"), "sha1": ("sha1", "authentihash"), "md5": ("md5", "authentihash")}
-LOOKUP_KINDS = frozenset(HASH_KINDS.values()) | {"authentihash"}
 ENUMS = {name: graph_numbers(descriptor) for name, descriptor in (
     ("reputation", pb.AppReputation.DESCRIPTOR), ("verdict", pb.Verdict.DESCRIPTOR),
     ("recommendation", pb.Recommendation.DESCRIPTOR), ("label", pb.Label.DESCRIPTOR),
@@ -115,7 +114,7 @@ class FileReputationServicer(pb_grpc.FileReputationServiceServicer):
                                  index=str(bad))
         found: dict[str, list] = {}
         for row in await self.store.lookup(caller.tenant_id, list(dict.fromkeys(hashes))):
-            if row["kind"] in LOOKUP_KINDS:
+            if row["kind"] in scoring.HASH_KINDS:
                 found.setdefault(row["key"], []).append(row)
         response = pb.LookupHashesResponse()
         add = response.results.add

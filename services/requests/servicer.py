@@ -21,7 +21,7 @@ from ..common.odata import ODataError
 from . import roles
 from .decisions import DecisionHub
 from .lifecycle import Action, State, TransitionError, effective, justification_problem
-from .store import Actor, ETagMismatch, NotFound, NotPending, RequestStore, SelfReview, TooManyOpen
+from .store import DETAIL, Actor, ETagMismatch, NotFound, NotPending, RequestStore, SelfReview, TooManyOpen
 from .verdicts import VerdictAttacher
 
 READ = (CONFIG_READ, CONFIG_WRITE)
@@ -33,8 +33,6 @@ VIEW, MODIFY = "elevationRequests.view", "elevationRequests.modify"
 RIGHTS = {VIEW: "View elevation requests", MODIFY: "Modify elevation requests"}
 SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 STATES = graph_numbers(pb.State.DESCRIPTOR)
-DETAIL = ("file_hash", "file_name", "file_path", "file_description", "publisher_name", "publisher_cert",
-          "product_name", "product_internal_name", "product_version")
 WATCH_POLL = 30.0  # seconds a caught-up watcher waits for a notification before re-reading anyway
 DECISIONS_PAGE = 500
 NOUN = "elevation request"

@@ -24,6 +24,7 @@ _DETAIL = {
     "productName": "product_name", "productInternalName": "product_internal_name",
     "productVersion": "product_version",
 }
+DETAIL = tuple(_DETAIL.values())  # the application detail's columns, named as its proto fields
 FIELDS: dict[str, Field] = {
     "id": Field("id::text", "string", casefold=True),
     "requestedByUserId": Field("requested_by_user_id", "string"),

@@ -11,11 +11,10 @@ from epm.reputation.v1 import file_reputation_service_pb2_grpc as reputation_grp
 
 from ..common.background import Background, forwarded
 from ..common.enums import graph_names
+from .store import DETAIL
 
 log = logging.getLogger("epm.requests.verdicts")
 TIMEOUT = 10.0
-DETAIL = ("file_hash", "file_name", "file_path", "file_description", "publisher_name", "publisher_cert",
-          "product_name", "product_internal_name", "product_version")
 NAMES = {field: graph_names(enum) for field, enum in (
     ("verdict", reputation_pb.Verdict.DESCRIPTOR), ("recommendation", reputation_pb.Recommendation.DESCRIPTOR),
     ("app_reputation", reputation_pb.AppReputation.DESCRIPTOR))}

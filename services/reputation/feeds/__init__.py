@@ -6,7 +6,11 @@ A record has one lookup key per hash or name it can be found by; the store write
 
 from __future__ import annotations
 
+import csv
+import functools
+import io
 import re
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +84,7 @@ def files(path: Path, suffixes: tuple[str, ...]) -> list[tuple[Path, str]]:
     return [(p, p.relative_to(path).as_posix()) for p in found]
 
 
+@functools.cache
 def formats() -> dict[str, Format]:
     from . import hashlist, lolbas, loldrivers, malwarebazaar, nsrl
 
@@ -90,9 +95,6 @@ def formats() -> dict[str, Format]:
 def lines(path: Path) -> Iterator[tuple[str, int, str]]:
     """(file name, 1-based line number, text without the line end) of a text file, or of the first member of
     a .zip (the exports come zipped). Bytes that are not UTF-8 become U+FFFD rather than stopping the import."""
-    import io
-    import zipfile
-
     if path.suffix.lower() == ".zip":
         with zipfile.ZipFile(path) as archive:
             member = next((m for m in archive.infolist() if not m.is_dir()), None)
@@ -108,6 +110,4 @@ def lines(path: Path) -> Iterator[tuple[str, int, str]]:
 
 def csv_fields(line: str) -> list[str]:
     """One CSV line's fields: quoted or not, with or without a space after each comma (MalwareBazaar's style)."""
-    import csv
-
     return next(csv.reader((line,), skipinitialspace=True), [])

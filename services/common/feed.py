@@ -47,13 +47,13 @@ class Position:
         return cls(int(row["txid"]), row["id"])
 
 
-SETTLED = "txid < pg_snapshot_xmin(pg_current_snapshot())"
-
-
-def after(position: Position, params: list) -> str:
-    """SQL: the settled rows after `position` (appends its two parameters to `params`)."""
+def after(position: Position, params: list, table: str = "") -> str:
+    """SQL: the settled rows (of `table`, when the query names several) after `position`; appends its two
+    parameters to `params`."""
     params += [position.txid, position.id]
-    return f"(txid, id) > (${len(params) - 1}::xid8, ${len(params)}::uuid) AND {SETTLED}"
+    p = f"{table}." if table else ""
+    return (f"({p}txid, {p}id) > (${len(params) - 1}::xid8, ${len(params)}::uuid) "
+            f"AND {p}txid < pg_snapshot_xmin(pg_current_snapshot())")
 
 
 async def read(conn: asyncpg.Connection | asyncpg.Pool, source: str, params: list, position: Position,

@@ -3,9 +3,11 @@
     pending  --approve--> approved   --revoke-->   revoked
     pending  --deny-----> denied     approved --complete--> completed
     pending  --expire---> expired    approved --expire----> expired
+    pending  --close----> revoked    approved --close-----> completed
 
-denied, expired, revoked and completed are final. Expiry is a function of time: `effective` tells the state
-at any instant, before any sweep has written it down.
+close is the requester (an MMD support agent) ending its request: withdrawn while pending, done once approved.
+denied, expired, revoked and completed are final. Expiry is a function of time: `effective` tells the state at
+any instant, before any sweep has written it down.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Action(str, Enum):
     REVOKE = "revoke"
     EXPIRE = "expire"
     COMPLETE = "complete"
+    CLOSE = "close"
 
 
 TRANSITIONS: dict[tuple[State, Action], State] = {
@@ -39,6 +42,8 @@ TRANSITIONS: dict[tuple[State, Action], State] = {
     (State.APPROVED, Action.REVOKE): State.REVOKED,
     (State.APPROVED, Action.COMPLETE): State.COMPLETED,
     (State.APPROVED, Action.EXPIRE): State.EXPIRED,
+    (State.PENDING, Action.CLOSE): State.REVOKED,
+    (State.APPROVED, Action.CLOSE): State.COMPLETED,
 }
 OPEN = frozenset({State.PENDING, State.APPROVED})
 FINAL = frozenset(State) - OPEN
@@ -74,6 +79,20 @@ class Policy:
     approval_window: timedelta = timedelta(hours=24)  # elevation allowed this long after approval
     pending_ttl: timedelta = timedelta(days=7)         # unreviewed requests expire after this
     max_open_per_device: int = 10
+
+
+def closure_time(stored: State, valid_until: datetime, modified_at: datetime, now: datetime) -> datetime | None:
+    """When the request left the open states, None while it is open: an expiry at its deadline, any other end at
+    its last change (nothing changes a request after that)."""
+    state = effective(stored, valid_until, now)
+    if state in OPEN:
+        return None
+    return valid_until if state is State.EXPIRED else modified_at
+
+
+def is_successful(state: State) -> bool:
+    """MMD's isSuccessfulRequest: the elevation was granted."""
+    return state in (State.APPROVED, State.COMPLETED)
 
 
 def valid_until(state: State, created: datetime, approved: datetime | None, policy: Policy) -> datetime:

@@ -16,7 +16,9 @@ from services.requests.lifecycle import (
     Policy,
     State,
     TransitionError,
+    closure_time,
     effective,
+    is_successful,
     justification_problem,
     transition,
     valid_until,
@@ -31,6 +33,8 @@ ALLOWED = {
     (S.APPROVED, A.REVOKE): S.REVOKED,
     (S.APPROVED, A.EXPIRE): S.EXPIRED,
     (S.APPROVED, A.COMPLETE): S.COMPLETED,
+    (S.PENDING, A.CLOSE): S.REVOKED,      # the MMD agent withdraws its request
+    (S.APPROVED, A.CLOSE): S.COMPLETED,   # the MMD agent is done with the elevation
 }
 PAIRS = list(itertools.product(State, Action))
 DENIED_PAIRS = [pair for pair in PAIRS if pair not in ALLOWED]
@@ -40,7 +44,7 @@ TICK = timedelta(microseconds=1)
 
 def test_the_table_is_the_issues_table():
     assert TRANSITIONS == ALLOWED
-    assert len(PAIRS) == 30 and len(DENIED_PAIRS) == 24
+    assert len(PAIRS) == 36 and len(DENIED_PAIRS) == 28
 
 
 def test_open_and_final_states():
@@ -131,3 +135,25 @@ def test_justification_up_to_256_is_fine(length):
 def test_justification_over_256_is_a_problem_naming_the_field(length):
     problem = justification_problem("é" * length, "requestJustification")
     assert problem == "requestJustification must be at most 256 characters."
+
+
+def test_close_ends_every_open_state_and_nothing_final():
+    assert {s for (s, a) in ALLOWED if a is A.CLOSE} == OPEN
+    for state in FINAL:
+        with pytest.raises(TransitionError, match=f"Cannot close an elevation request that is {state.value}"):
+            transition(state, A.CLOSE)
+
+
+def test_closure_time_is_when_the_request_left_the_open_states():
+    deadline, changed = T0 + timedelta(days=7), T0 + timedelta(hours=2)
+    assert closure_time(S.PENDING, deadline, changed, T0 + timedelta(hours=3)) is None
+    assert closure_time(S.APPROVED, deadline, changed, T0 + timedelta(hours=3)) is None
+    for final in (S.DENIED, S.REVOKED, S.COMPLETED):
+        assert closure_time(final, deadline, changed, T0 + timedelta(hours=3)) == changed
+    # expired at its deadline, whether or not a sweep wrote it down (and whenever that sweep ran)
+    assert closure_time(S.PENDING, deadline, changed, deadline + timedelta(days=1)) == deadline
+    assert closure_time(S.EXPIRED, deadline, deadline + timedelta(hours=5), deadline + timedelta(days=1)) == deadline
+
+
+def test_successful_means_the_elevation_was_granted():
+    assert {s for s in State if is_successful(s)} == {S.APPROVED, S.COMPLETED}

@@ -1,0 +1,173 @@
+"""Delivers change notifications: each subscription reads the audit trail (written in the same transaction as
+every change: a transactional outbox) from its own cursor, POSTs what matches to its endpoint, and moves the
+cursor only after the endpoint said 2xx. A crash between the two sends that batch again, with the same ids.
+
+Any number of replicas may run a Deliverer: a subscription is delivered by whichever holds its session
+advisory lock, which dies with the holder's connection, so a killed process hands over at once. The lock is
+not a transaction, so a slow endpoint holds back no one's snapshot (and no feed: see common/feed.py).
+The search for due subscriptions runs across tenants by design; everything after it is by tenant and id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+
+import aiohttp
+import asyncpg
+
+from ..common import feed
+from ..common.odata import compile_filter
+from .notifications import CHANGE_FIELDS, OPERATIONS, DeliveryPolicy, notification, pause_reason, retry_delay
+
+log = logging.getLogger("epm.requests.delivery")
+SUBSCRIPTIONS = "requests.subscriptions"
+DUE = f"""
+SELECT s.tenant_id, s.id FROM {SUBSCRIPTIONS} s
+WHERE s.paused_reason = '' AND s.next_attempt_at <= $1 AND s.expires_at > $1 AND EXISTS (
+    SELECT 1 FROM requests.audit_events a WHERE a.tenant_id = s.tenant_id
+    AND (a.txid, a.id) > (s.cursor_txid, s.cursor_id) AND a.txid < pg_snapshot_xmin(pg_current_snapshot()))
+ORDER BY s.next_attempt_at LIMIT $2"""
+VALIDATION_TIMEOUT = 10.0
+
+
+def changes_query(subscription, position: feed.Position, limit: int) -> tuple[str, list]:
+    """The next changes after `position` in the subscription's tenant, each marked whether it is one the
+    subscription asked for (its change types and $filter)."""
+    params: list = [subscription["tenant_id"],
+                    [op for change in subscription["change_types"] for op in OPERATIONS[change]]]
+    wanted = compile_filter(subscription["filter"], CHANGE_FIELDS, params)
+    after = feed.after(position, params, "a")
+    return (
+        "SELECT a.txid, a.id, a.operation, a.resource_id, "
+        f"(a.resource_type = 'ElevationRequest' AND a.operation = ANY($2) AND ({wanted})) IS TRUE AS wanted "
+        "FROM requests.audit_events a LEFT JOIN requests.elevation_requests r ON r.tenant_id = a.tenant_id "
+        "AND r.id = CASE WHEN a.resource_type = 'ElevationRequest' THEN a.resource_id::uuid END "
+        f"WHERE a.tenant_id = $1 AND {after} ORDER BY a.txid, a.id LIMIT {int(limit)}", params)
+
+
+async def validate_endpoint(http: aiohttp.ClientSession, url: str) -> str | None:
+    """Graph's handshake: the endpoint must echo a validationToken within 10 s. None when it did, else why not."""
+    token = secrets.token_urlsafe(24)
+    try:
+        async with http.post(url, params={"validationToken": token}, headers={"Content-Type": "text/plain"},
+                             allow_redirects=False, timeout=aiohttp.ClientTimeout(total=VALIDATION_TIMEOUT)) as reply:
+            body = await reply.text()
+            if reply.status != 200:
+                return f"the notification endpoint answered the validation request with HTTP {reply.status}"
+            if body != token:
+                return "the notification endpoint's answer did not exactly match the validationToken"
+            return None
+    except (TimeoutError, aiohttp.ClientError, UnicodeDecodeError) as exc:
+        return f"the notification endpoint could not be reached ({type(exc).__name__})"
+
+
+class Deliverer:
+    def __init__(self, pool: asyncpg.Pool, locks: asyncpg.Pool, clock: Callable[[], datetime],
+                 policy: DeliveryPolicy = DeliveryPolicy(), concurrency: int = 4):
+        self.pool, self.locks, self.clock, self.policy = pool, locks, clock, policy
+        self.concurrency = concurrency
+        self.http: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.http = aiohttp.ClientSession(headers={"User-Agent": "epm-notifications/1"})
+        self._task = asyncio.create_task(self._run())
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.http:
+            await self.http.close()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.deliver_due()
+            except Exception:
+                log.exception("notification delivery failed")
+            await asyncio.sleep(self.policy.poll)
+
+    async def deliver_due(self) -> int:
+        """One round: every due subscription with changes waiting gets its backlog (up to a few batches)."""
+        due = await self.pool.fetch(DUE, self.clock(), self.concurrency * 4)
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(row) -> int:
+            async with gate:
+                return await self.deliver(row["tenant_id"], row["id"])
+        return sum(await asyncio.gather(*(one(row) for row in due)))
+
+    async def deliver(self, tenant: str, subscription_id, rounds: int = 10) -> int:
+        """Sends the subscription's waiting notifications, unless another process is already at it; returns
+        how many the endpoint accepted."""
+        key = f"epm.delivery.{tenant}.{subscription_id}"
+        async with self.locks.acquire() as conn:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key):
+                return 0
+            try:
+                sent, more = 0, True
+                for _ in range(rounds):
+                    if not more:
+                        break
+                    accepted, more = await self._batch(conn, tenant, subscription_id)
+                    sent += accepted
+                return sent
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
+
+    async def _batch(self, conn: asyncpg.Connection, tenant: str, subscription_id) -> tuple[int, bool]:
+        """One batch: (notifications accepted, whether there may be more to send now)."""
+        now = self.clock()
+        sub = await conn.fetchrow(f"SELECT * FROM {SUBSCRIPTIONS} WHERE tenant_id = $1 AND id = $2",
+                                  tenant, subscription_id)
+        if sub is None or sub["paused_reason"] or sub["expires_at"] <= now or sub["next_attempt_at"] > now:
+            return 0, False
+        sql, params = changes_query(sub, feed.Position(int(sub["cursor_txid"]), sub["cursor_id"]),
+                                    self.policy.batch)
+        changes = await conn.fetch(sql, *params)
+        if not changes:
+            return 0, False
+        wanted = [notification(c, sub) for c in changes if c["wanted"]]
+        if wanted and (error := await self._post(sub["notification_url"], wanted)):
+            await self._failed(conn, sub, error, now)
+            return 0, False
+        last = changes[-1]
+        await conn.execute(
+            f"UPDATE {SUBSCRIPTIONS} SET cursor_txid = $3, cursor_id = $4, failed_attempts = 0, last_error = '', "
+            "last_delivered_at = CASE WHEN $5 THEN $6 ELSE last_delivered_at END "
+            "WHERE tenant_id = $1 AND id = $2", tenant, sub["id"], last["txid"], last["id"], bool(wanted), now)
+        return len(wanted), len(changes) == self.policy.batch
+
+    async def _post(self, url: str, notifications: list[dict]) -> str | None:
+        """None when the endpoint accepted the batch (any 2xx), else what went wrong."""
+        try:
+            async with self.http.post(
+                    url, data=json.dumps({"value": notifications}, separators=(",", ":")),
+                    headers={"Content-Type": "application/json"}, allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=self.policy.timeout)) as reply:
+                await reply.read()
+                return None if 200 <= reply.status < 300 else f"HTTP {reply.status}"
+        except TimeoutError:
+            return f"no answer within {self.policy.timeout:g} s"
+        except aiohttp.ClientError as exc:
+            return f"{type(exc).__name__}: {exc}"[:300]
+
+    async def _failed(self, conn: asyncpg.Connection, sub, error: str, now: datetime) -> None:
+        failures = sub["failed_attempts"] + 1
+        reason = pause_reason(failures, error, self.policy)
+        retry = now + retry_delay(failures, self.policy, random.random())
+        await conn.execute(
+            f"UPDATE {SUBSCRIPTIONS} SET failed_attempts = $3, last_error = $4, paused_reason = $5, "
+            "next_attempt_at = $6 WHERE tenant_id = $1 AND id = $2",
+            sub["tenant_id"], sub["id"], failures, error, reason, retry)
+        log.warning("notification delivery to %s failed (%d in a row): %s%s", sub["notification_url"], failures,
+                    error, "; paused" if reason else "")

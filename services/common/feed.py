@@ -8,12 +8,19 @@ later behind a cursor that has moved past it. A long transaction therefore delay
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
+import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
+import grpc
+
+from . import errors
 
 NIL = uuid.UUID(int=0)
 
@@ -38,9 +45,12 @@ class Position:
             return cls()
         try:
             txid, _, hex_id = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().partition(".")
-            return cls(int(txid), uuid.UUID(hex=hex_id))
+            position = cls(int(txid), uuid.UUID(hex=hex_id))
         except (binascii.Error, UnicodeDecodeError, ValueError):
-            raise CursorError("The cursor is not one this feed gave out.") from None
+            position = None
+        if position is None or not 0 <= position.txid < 1 << 64 or position.token() != token:  # only our spelling
+            raise CursorError("The cursor is not one this feed gave out.")
+        return position
 
     @classmethod
     def of(cls, row: asyncpg.Record) -> Position:
@@ -70,3 +80,57 @@ async def head(conn: asyncpg.Connection | asyncpg.Pool) -> Position:
     """A position from which a new reader sees every change committed from now on (and perhaps a few before)."""
     return Position(int(await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())")) - 1, uuid.UUID(
         int=(1 << 128) - 1))
+
+
+# --- a feed served as a gRPC server stream: one loop for every feed -------------------------------------------
+
+BATCH = 500         # rows per query while behind
+POLL = 1.0          # seconds a caught-up follower waits before it reads again
+REAUTHORIZE = 60.0  # seconds between a follower's checks that its caller may still read the feed
+ACCEPTED = "epm-feed-cursor"  # initial metadata of an accepted stream: the cursor it starts after
+
+
+class FeedStreams:
+    """The feed streams of one server. Each reads batches after its cursor. A follower that has caught up reads
+    again every `poll` seconds (one index probe; no connection held in between), asks `authorized` again every
+    `reauthorize` seconds (a stream lives no longer than its caller's right), and ends with UNAVAILABLE as soon
+    as `stopping` is set, so a stopping server need not wait out its grace period for it."""
+
+    def __init__(self, pool: asyncpg.Pool, stopping: asyncio.Event, *, batch: int = BATCH, poll: float = POLL,
+                 reauthorize: float = REAUTHORIZE):
+        self.pool, self.stopping = pool, stopping
+        self.batch, self.poll, self.reauthorize = batch, poll, reauthorize
+        self.open = 0  # streams being served now
+
+    async def rows(self, context: grpc.aio.ServicerContext, request, source: str, params: list,
+                   authorized: Callable[[], Awaitable], columns: str = "*",
+                   ) -> AsyncIterator[tuple[str, asyncpg.Record]]:
+        """(cursor, row) for each row of `source` (see `read`) after `request.cursor`, for a stream request with
+        `cursor` and `follow` whose caller `authorized` has let in. Accepting the cursor sends the initial
+        metadata at once, so a client knows the stream stands before any row arrives."""
+        try:
+            position = Position.parse(request.cursor)
+        except CursorError as exc:
+            raise errors.invalid(f"{exc} Start with an empty cursor or resume from one it sent.") from None
+        await context.send_initial_metadata(((ACCEPTED, position.token()),))
+        self.open += 1
+        checked = time.monotonic()
+        try:
+            while not self.stopping.is_set():
+                if time.monotonic() - checked >= self.reauthorize:
+                    await authorized()
+                    checked = time.monotonic()
+                rows = await read(self.pool, source, params, position, self.batch, columns)
+                for row in rows:
+                    position = Position.of(row)
+                    yield position.token(), row
+                if len(rows) == self.batch:
+                    continue
+                if not request.follow:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), self.poll)
+            raise errors.RpcError(grpc.StatusCode.UNAVAILABLE, "SHUTTING_DOWN",
+                                  "The server is shutting down; resume from the last cursor.")
+        finally:
+            self.open -= 1

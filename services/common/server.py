@@ -107,16 +107,20 @@ class Running:
     port: int
     health: health.aio.HealthServicer
     cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)  # set first: endless streams end at once
 
     async def stop(self, grace: float) -> None:
+        self.stopping.set()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         for cleanup in reversed(self.cleanups):
             await cleanup()
 
 
-async def serve(services: Iterable[tuple[str, Callable[[grpc.aio.Server], None]]], address: str) -> Running:
-    """Starts a server for `services` ((full service name, add-to-server function)) on `address`."""
+async def serve(services: Iterable[tuple[str, Callable[[grpc.aio.Server], None]]], address: str,
+                stopping: asyncio.Event | None = None) -> Running:
+    """Starts a server for `services` ((full service name, add-to-server function)) on `address`; `stopping` (the
+    servicers' own, when they have endless streams) is set when the server begins to stop."""
     server = grpc.aio.server(
         interceptors=[RequestInterceptor()],
         options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
@@ -133,7 +137,7 @@ async def serve(services: Iterable[tuple[str, Callable[[grpc.aio.Server], None]]
     port = server.add_insecure_port(address)
     await server.start()
     log.info("serving %s on port %d", ", ".join(names), port)
-    return Running(server, port, health_servicer)
+    return Running(server, port, health_servicer, stopping=stopping or asyncio.Event())
 
 
 async def run_until_signalled(running: Running, grace: float) -> None:

@@ -8,13 +8,17 @@ import logging
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from epm.events.v1 import elevation_event_feed_service_pb2 as feed_pb
+from epm.events.v1 import elevation_event_feed_service_pb2_grpc as feed_grpc
 from epm.events.v1 import elevation_event_service_pb2 as pb
 from epm.events.v1 import elevation_event_service_pb2_grpc as pb_grpc
 
 from ..common import db
 from ..common.auth import TokenVerifier
+from ..common.feed import FeedStreams
 from ..common.server import Running, serve
 from ..common.settings import Settings
+from .feed import ElevationEventFeedServicer
 from .servicer import ElevationEventServicer
 from .store import EventStore
 from .usage import UsageReporter
@@ -22,6 +26,7 @@ from .usage import UsageReporter
 log = logging.getLogger("epm.events")
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE = pb.DESCRIPTOR.services_by_name["ElevationEventService"].full_name
+FEED_SERVICE = feed_pb.DESCRIPTOR.services_by_name["ElevationEventFeedService"].full_name
 RETENTION_INTERVAL = 3600.0
 
 
@@ -33,9 +38,13 @@ async def start(settings: Settings, address: str | None = None) -> Running:
     verifier = TokenVerifier.from_settings(settings)
     usage = UsageReporter(settings.requests_addr)
     servicer = ElevationEventServicer(store, verifier, settings.events_retention_days, usage)
+    feeds = FeedStreams(pool, asyncio.Event())
+    feed_servicer = ElevationEventFeedServicer(feeds, verifier)
     running = await serve(
-        [(SERVICE, lambda server: pb_grpc.add_ElevationEventServiceServicer_to_server(servicer, server))],
-        address or f"[::]:{settings.events_port}",
+        [(SERVICE, lambda server: pb_grpc.add_ElevationEventServiceServicer_to_server(servicer, server)),
+         (FEED_SERVICE, lambda server: feed_grpc.add_ElevationEventFeedServiceServicer_to_server(feed_servicer,
+                                                                                                 server))],
+        address or f"[::]:{settings.events_port}", stopping=feeds.stopping,
     )
     sweeper = asyncio.create_task(_retention(store, settings.events_retention_days))
 
@@ -45,6 +54,7 @@ async def start(settings: Settings, address: str | None = None) -> Running:
             await sweeper
 
     running.cleanups += [pool.close, verifier.close, usage.close, stop_sweeper]
+    running.feeds = feeds  # tests see how many streams are open
     return running
 
 

@@ -90,6 +90,7 @@ class EventStore:
     async def update(self, tenant: str, event_id: str, changes: dict):
         names = list(changes)
         sets = ", ".join(f"{n} = ${i + 3}" for i, n in enumerate(names))
+        sets += ", txid = pg_current_xact_id()"  # a changed event moves to the end of the feed (sent again)
         return await self.pool.fetchrow(
             f"UPDATE {TABLE} SET {sets} WHERE tenant_id = $1 AND id = $2 RETURNING {', '.join(COLUMNS)}",
             tenant, event_id, *(changes[n] for n in names),

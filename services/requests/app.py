@@ -9,6 +9,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from epm.requests.v1 import audit_feed_service_pb2 as audit_feed_pb
+from epm.requests.v1 import audit_feed_service_pb2_grpc as audit_feed_grpc
 from epm.requests.v1 import elevation_request_service_pb2 as pb
 from epm.requests.v1 import elevation_request_service_pb2_grpc as pb_grpc
 from epm.requests.v1 import role_assignment_service_pb2 as roles_pb
@@ -16,8 +18,10 @@ from epm.requests.v1 import role_assignment_service_pb2_grpc as roles_grpc
 
 from ..common import db
 from ..common.auth import TokenVerifier
+from ..common.feed import FeedStreams
 from ..common.server import Running, serve
 from ..common.settings import Settings
+from .audit_feed import AuditFeedServicer
 from .decisions import DecisionHub
 from .lifecycle import Policy
 from .roles import RoleAssignmentServicer
@@ -29,6 +33,7 @@ log = logging.getLogger("epm.requests")
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE = pb.DESCRIPTOR.services_by_name["ElevationRequestService"].full_name
 ROLES_SERVICE = roles_pb.DESCRIPTOR.services_by_name["RoleAssignmentService"].full_name
+AUDIT_FEED_SERVICE = audit_feed_pb.DESCRIPTOR.services_by_name["AuditFeedService"].full_name
 SWEEP_INTERVAL = 30.0
 
 
@@ -54,11 +59,15 @@ async def start(settings: Settings, address: str | None = None,
     verdicts = VerdictAttacher(settings.reputation_addr, store)
     requests_servicer = ElevationRequestServicer(store, verifier, hub, clock, verdicts)
     roles_servicer = RoleAssignmentServicer(pool, verifier, clock)
+    feeds = FeedStreams(pool, asyncio.Event())
+    audit_feed = AuditFeedServicer(feeds, requests_servicer)
     running = await serve(
         [(SERVICE, lambda server: pb_grpc.add_ElevationRequestServiceServicer_to_server(requests_servicer, server)),
+         (AUDIT_FEED_SERVICE, lambda server: audit_feed_grpc.add_AuditFeedServiceServicer_to_server(audit_feed,
+                                                                                                    server)),
          (ROLES_SERVICE, lambda server: roles_grpc.add_RoleAssignmentServiceServicer_to_server(roles_servicer,
                                                                                              server))],
-        address or f"[::]:{settings.requests_port}",
+        address or f"[::]:{settings.requests_port}", stopping=feeds.stopping,
     )
     sweeper = asyncio.create_task(_sweep(store, clock))
 
@@ -68,6 +77,7 @@ async def start(settings: Settings, address: str | None = None,
             await sweeper
 
     running.cleanups += [pool.close, verifier.close, hub.stop, stop_sweeper, verdicts.close]
+    running.feeds = feeds  # tests see how many streams are open
     running.store = store  # tests drive the sweeper and tenant policies through it
     return running
 

@@ -91,7 +91,8 @@ class Deliverer:
     async def _run(self) -> None:
         while True:
             try:
-                await self.deliver_due()
+                if await self.deliver_due():
+                    continue  # a backlog: straight on
             except Exception:
                 log.exception("notification delivery failed")
             await asyncio.sleep(self.policy.poll)

@@ -109,7 +109,7 @@ class DeliveryPolicy:
     first_retry: timedelta = timedelta(seconds=2)
     longest_retry: timedelta = timedelta(minutes=10)
     pause_after: int = 12                      # consecutive failures (about an hour of retries)
-    poll: float = 0.1                          # seconds between looks for new changes
+    poll: float = 0.05                         # seconds between looks for new changes, when there were none
 
 
 def retry_delay(failures: int, policy: DeliveryPolicy, spread: float) -> timedelta:

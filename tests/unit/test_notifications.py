@@ -1,0 +1,117 @@
+"""The pure rules of change notifications: subscriptions' resource, change types, URL, expiry, backoff, pausing,
+and the notification's shape."""
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from services.common.odata import compile_filter
+from services.requests.notifications import (
+    CHANGE_FIELDS,
+    MAX_LIFETIME,
+    DeliveryPolicy,
+    SubscriptionError,
+    client_state_problem,
+    expiration_problem,
+    notification,
+    parse_change_types,
+    parse_resource,
+    pause_reason,
+    retry_delay,
+    url_problem,
+)
+
+NOW = datetime(2026, 12, 1, 12, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("deviceManagement/elevationRequests", ""),
+    ("/deviceManagement/elevationRequests", ""),
+    ("beta/devicemanagement/elevationrequests", ""),
+    ("deviceManagement/elevationRequests?$filter=status eq 'pending'", "status eq 'pending'"),
+    ("deviceManagement/elevationRequests?filter=deviceName eq 'X'", "deviceName eq 'X'"),
+])
+def test_resources_and_their_filter(text, expected):
+    assert parse_resource(text) == expected
+
+
+@pytest.mark.parametrize("text, message", [
+    ("deviceManagement/managedDevices", "Unsupported resource"),
+    ("", "Unsupported resource"),
+    ("deviceManagement/elevationRequests/123", "Unsupported resource"),
+    ("deviceManagement/elevationRequests?$select=id", "$filter and nothing else"),
+])
+def test_other_resources_are_refused(text, message):
+    with pytest.raises(SubscriptionError, match=message.replace("$", r"\$")):
+        parse_resource(text)
+
+
+def test_change_types_are_checked_deduplicated_and_ordered():
+    assert parse_change_types("updated, created,updated") == ["created", "updated"]
+    assert parse_change_types("deleted") == ["deleted"]
+    for bad in ("", " , ", "created,moved", "Created"):
+        with pytest.raises(SubscriptionError):
+            parse_change_types(bad)
+
+
+@pytest.mark.parametrize("url, ok", [
+    ("https://hooks.contoso.example/epm", True),
+    ("https://10.0.0.5:8443/x", True),
+    ("http://127.0.0.1:8080/x", True),
+    ("http://localhost/x", True),
+    ("http://[::1]:9000/x", True),
+    ("http://hooks.contoso.example/epm", False),
+    ("http://10.0.0.5/x", False),
+    ("ftp://host/x", False),
+    ("https:///nohost", False),
+    ("https://host:99999/x", False),
+    ("not a url", False),
+])
+def test_notification_urls_must_be_https_except_to_this_machine(url, ok):
+    assert (url_problem(url) is None) is ok
+
+
+def test_expiry_must_be_ahead_and_within_graphs_limit():
+    assert expiration_problem(NOW + timedelta(minutes=1), NOW) is None
+    assert expiration_problem(NOW + MAX_LIFETIME, NOW) is None
+    assert "future" in expiration_problem(NOW, NOW)
+    assert "4230 minutes" in expiration_problem(NOW + MAX_LIFETIME + timedelta(seconds=1), NOW)
+
+
+def test_client_state_is_at_most_128_characters():
+    assert client_state_problem("x" * 128) is None
+    assert client_state_problem("x" * 129)
+
+
+def test_backoff_doubles_to_a_cap_with_bounded_jitter():
+    policy = DeliveryPolicy(first_retry=timedelta(seconds=2), longest_retry=timedelta(minutes=10))
+    full = [retry_delay(n, policy, 1.0) for n in range(1, 12)]
+    assert full[:4] == [timedelta(seconds=s) for s in (2, 4, 8, 16)]
+    assert full[-1] == timedelta(minutes=10) and full == sorted(full)
+    assert retry_delay(3, policy, 0.0) == timedelta(seconds=4)  # half of 8 s at the least
+    assert retry_delay(3, policy, 7.0) == timedelta(seconds=8)  # a spread out of range is clamped
+
+
+def test_delivery_pauses_only_after_enough_failures_and_says_why():
+    policy = DeliveryPolicy(pause_after=3)
+    assert pause_reason(2, "HTTP 500", policy) == ""
+    reason = pause_reason(3, "HTTP 500", policy)
+    assert "3 failed deliveries" in reason and "HTTP 500" in reason and "PATCH" in reason
+
+
+def test_a_notification_carries_the_change_id_and_graph_shape():
+    change = {"id": uuid.uuid4(), "operation": "Action", "resource_id": str(uuid.uuid4())}
+    subscription = {"id": uuid.uuid4(), "expires_at": NOW, "client_state": "", "tenant_id": "t1"}
+    body = notification(change, subscription)
+    assert body["id"] == str(change["id"]) and body["changeType"] == "updated"
+    assert body["clientState"] is None and body["subscriptionExpirationDateTime"] == "2026-12-01T12:00:00Z"
+    assert body["resource"] == f"deviceManagement/elevationRequests/{change['resource_id']}"
+    assert body["resourceData"]["id"] == change["resource_id"] and body["tenantId"] == "t1"
+    assert notification(dict(change, operation="Create"), subscription)["changeType"] == "created"
+
+
+def test_filters_run_on_the_changed_request_with_the_state_the_change_left():
+    params: list = []
+    sql = compile_filter("status eq 'approved' and deviceName eq 'PC-1'", CHANGE_FIELDS, params)
+    assert "a.new_state" in sql and "r.device_name" in sql and params == ["approved", "PC-1"]

@@ -206,8 +206,7 @@ class RequestStore:
                 else:
                     still_open.append(row)
             for row in still_open:
-                if (row["requested_by_user_id"], row["file_hash"]) == (fields["requested_by_user_id"],
-                                                                         fields["file_hash"]):
+                if same_request(row, fields):
                     return row, False
             if len(still_open) >= policy.max_open_per_device:
                 raise TooManyOpen
@@ -264,6 +263,18 @@ class RequestStore:
             await audit(conn, tenant, actor, now, "Delete ElevationRequest", "Delete", row["id"],
                         resource_name=row["file_name"],
                         old_state=effective(State(row["status"]), row["valid_until"], now).value)
+
+    async def close(self, tenant: str, request_id: str, source: str, actions_taken: str, actor: Actor,
+                    now: datetime) -> asyncpg.Record:
+        """The requester ends its request of `source` (Action.CLOSE), saying what was done."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self._locked(conn, tenant, request_id, "")
+            if row["source"] != source:
+                raise NotFound
+            await self._move(conn, row, Action.CLOSE, actor, now, await self.policy(conn, tenant), actions_taken)
+            return await conn.fetchrow(
+                f"UPDATE {TABLE} SET actions_taken = $3, closing_agent_upn = $4 WHERE tenant_id = $1 AND id = $2 "
+                "RETURNING *", tenant, row["id"], actions_taken, actor.upn)
 
     async def complete(self, tenant: str, device_id: str, file_hash: str, used_at: datetime, actor: Actor,
                        now: datetime) -> list[str]:
@@ -372,6 +383,18 @@ class RequestStore:
             actor.upn, justification,
             *_audit_values(actor, now, f"{action.value.title()} ElevationRequest", "Action", stored.value,
                            new.value, justification))
+
+
+def same_request(open_row, fields: dict) -> bool:
+    """Whether a new request repeats an open one on its device: an MMD ticket by its partner ticket id, a Graph
+    request by its user and file."""
+    source = fields.get("source", "graph")
+    if source != open_row["source"]:
+        return False
+    if source == "mmd":
+        return open_row["partner_ticket_id"] == fields["partner_ticket_id"]
+    return (open_row["requested_by_user_id"], open_row["file_hash"]) == (fields["requested_by_user_id"],
+                                                                         fields["file_hash"])
 
 
 def _current(row: asyncpg.Record | None, etag: str) -> asyncpg.Record:

@@ -241,3 +241,17 @@ async def until_value(read, accept, timeout: float = 20):
             await asyncio.sleep(0.05)
         return value
     return await asyncio.wait_for(wait(), timeout)
+
+
+async def test_expiry_is_notified_once_the_sweep_writes_it_down(client, app, requester, receiver, clock,
+                                                                 requests_service):
+    request = await create(client, requester)
+    sub = await subscribe(client, app, receiver, clock, changeType="updated",
+                          resource=f"{RESOURCE}?$filter=status eq 'expired'")
+    clock.advance(timedelta(days=8))  # past the pending TTL: expired at once, written down by the next sweep
+    assert (await call(client, "GET", f"/beta/deviceManagement/elevationRequests/{request['id']}",
+                       app))["status"] == "expired"
+    await call(client, "PATCH", f"{PATH}/{sub['id']}", app, json={"expirationDateTime": expiry(clock)})
+    await requests_service.store.expire_due(clock.now())
+    (expired,) = await receiver.wait_for(1)
+    assert expired["resourceData"]["id"] == request["id"] and expired["changeType"] == "updated"

@@ -106,3 +106,9 @@ async def list_collection(request: web.Request, rpc, request_type, items: str, t
         skip=options.skip, include_total_size=options.count), **call_options(request))
     return reply(collection_body(request, entity_set, [to_json(m) for m in getattr(page, items)], options,
                                  page.next_page_token, page.total_size))
+
+
+async def count_collection(request: web.Request, rpc, request_type, properties: frozenset[str]) -> web.Response:
+    """GET on a collection's /$count: $filter -> a Count RPC -> the bare number."""
+    options = query.parse(request.query, frozenset({"filter"}), properties)
+    return count_reply((await rpc(request_type(filter=options.filter), **call_options(request))).count)

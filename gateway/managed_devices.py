@@ -11,7 +11,16 @@ from epm.requests.v1 import managed_device_service_pb2_grpc as pb_grpc
 
 from . import graphjson, query
 from .errors import bad_request
-from .graph import call_options, count_reply, entity_body, list_collection, read_json, reply, service_root, stub
+from .graph import (
+    call_options,
+    count_collection,
+    entity_body,
+    list_collection,
+    read_json,
+    reply,
+    service_root,
+    stub,
+)
 
 PATH = "/beta/deviceManagement/managedDevices"
 ENTITY_SET = "deviceManagement/managedDevices"
@@ -49,10 +58,8 @@ async def list_(request: web.Request) -> web.Response:
 
 
 async def count(request: web.Request) -> web.Response:
-    options = query.parse(request.query, frozenset({"filter"}), PROPERTIES)
-    counted = await _stub(request).CountManagedDevices(pb.CountManagedDevicesRequest(filter=options.filter),
-                                                       **call_options(request))
-    return count_reply(counted.count)
+    return await count_collection(request, _stub(request).CountManagedDevices, pb.CountManagedDevicesRequest,
+                                  PROPERTIES)
 
 
 async def get(request: web.Request) -> web.Response:

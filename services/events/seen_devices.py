@@ -11,12 +11,16 @@ from collections import OrderedDict
 import grpc
 from epm.requests.v1 import managed_device_service_pb2 as devices_pb
 from epm.requests.v1 import managed_device_service_pb2_grpc as devices_grpc
+from google.protobuf import timestamp_pb2
 
 from ..common.background import Background, forwarded
+from .model import COLUMNS
 
 log = logging.getLogger("epm.events.seen_devices")
 REMEMBERED = 100_000  # devices (tenant, id) this process knows it reported
 PER_CALL = 1000
+# Positions in the stored rows, (tenant_id, *model.to_row(event)); event_date_time is in epoch microseconds.
+_DEVICE, _NAME, _TIME, _UPN = (1 + COLUMNS.index(c) for c in ("device_id", "device_name", "event_date_time", "upn"))
 
 
 class Reported:
@@ -44,15 +48,17 @@ class Reported:
             self._keys.pop(key, None)
 
 
-def latest_by_device(events) -> dict[str, devices_pb.SeenDevice]:
-    """Per device id (lowercased), what its latest event in `events` tells about it."""
-    latest: dict[str, devices_pb.SeenDevice] = {}
-    for event in events:
-        key = event.device_id.lower()
-        if key not in latest or event.event_date_time.ToNanoseconds() > latest[key].seen_date_time.ToNanoseconds():
-            latest[key] = devices_pb.SeenDevice(device_id=key, device_name=event.device_name,
-                                                user_principal_name=event.upn, seen_date_time=event.event_date_time)
-    return latest
+def latest_by_device(rows, wanted: set[str]) -> dict[str, devices_pb.SeenDevice]:
+    """Per device id in `wanted` (lowercased), what its latest event among the stored `rows` tells about it."""
+    latest: dict[str, tuple] = {}
+    for row in rows:
+        key = row[_DEVICE].lower()
+        if key in wanted and (key not in latest or row[_TIME] > latest[key][_TIME]):
+            latest[key] = row
+    return {key: devices_pb.SeenDevice(
+        device_id=key, device_name=row[_NAME], user_principal_name=row[_UPN],
+        seen_date_time=timestamp_pb2.Timestamp(seconds=row[_TIME] // 1_000_000, nanos=row[_TIME] % 1_000_000 * 1000))
+        for key, row in latest.items()}
 
 
 class SeenDeviceReporter:
@@ -62,10 +68,14 @@ class SeenDeviceReporter:
         self._background = Background()
         self._reported = Reported(remembered)
 
-    def report(self, tenant: str, events, context) -> None:
-        """Reports the devices of stored `events` not reported yet, with the caller's own credentials."""
-        latest = latest_by_device(events)
-        if new := self._reported.claim((tenant, key) for key in latest):
+    def report(self, rows: list[tuple], context) -> None:
+        """Reports the devices of stored rows (of one tenant) not reported yet, with the caller's own credentials.
+        Cheap when every device is known: a set of the batch's device ids, checked against the memory."""
+        if not rows:
+            return
+        tenant = rows[0][0]
+        if new := self._reported.claim((tenant, device.lower()) for device in {row[_DEVICE] for row in rows}):
+            latest = latest_by_device(rows, {key for _, key in new})
             seen = [latest[key] for _, key in new]
             self._background.start(self._send(new, seen, forwarded(context.invocation_metadata())))
 

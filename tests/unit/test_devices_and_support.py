@@ -14,6 +14,7 @@ from google.protobuf import timestamp_pb2
 
 from gateway.errors import GraphError
 from gateway.support import CREATE_FIELDS, body_fields
+from services.events import model
 from services.events.seen_devices import Reported, latest_by_device
 from services.requests.devices import device_id, latest_per_device
 from services.requests.store import same_request
@@ -56,13 +57,17 @@ def test_a_seen_batch_is_one_row_per_device_its_latest_sorted_and_counts_the_ign
     assert len(by_id[uuid.UUID(other)][1]) == 256  # names are cut to the column's limit
 
 
-def test_events_tell_the_latest_per_device_in_any_case():
-    def event(device: str, hours: int, name: str) -> events_pb.ElevationEvent:
-        return events_pb.ElevationEvent(device_id=device, device_name=name, upn=f"{name}@x", event_date_time=at(hours))
+def test_stored_events_tell_the_latest_per_wanted_device_in_any_case():
+    def row(device: str, hours: int, name: str) -> tuple:
+        event = events_pb.ElevationEvent(device_id=device, device_name=name, upn=f"{name}@x", event_date_time=at(hours),
+                                         hash="a" * 64)
+        return ("tenant", *model.to_row(event))
 
-    latest = latest_by_device([event(ID.upper(), 2, "b"), event(ID, 3, "c"), event(ID, 1, "a"), event("pc-9", 1, "z")])
+    rows = [row(ID.upper(), 2, "b"), row(ID, 3, "c"), row(ID, 1, "a"), row("pc-9", 1, "z"), row("pc-8", 1, "y")]
+    latest = latest_by_device(rows, {ID, "pc-9"})
     assert set(latest) == {ID, "pc-9"}
     assert (latest[ID].device_id, latest[ID].device_name, latest[ID].user_principal_name) == (ID, "c", "c@x")
+    assert latest[ID].seen_date_time == at(3)
 
 
 def test_reported_devices_are_claimed_once_forgotten_on_failure_and_bounded():

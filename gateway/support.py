@@ -96,8 +96,9 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def list_(request: web.Request) -> web.Response:
+    support = _stub(request)
     options = query.parse(request.query, LIST_OPTIONS, frozenset())
-    page = await _stub(request).ListSupportElevationRequests(pb.ListSupportElevationRequestsRequest(
+    page = await support.ListSupportElevationRequests(pb.ListSupportElevationRequestsRequest(
         filter=options.filter, order_by=options.orderby, page_size=options.top, page_token=options.skiptoken,
         skip=options.skip), **call_options(request))
     body: dict = {"@odata.context": _context(request)}

@@ -14,7 +14,7 @@ from services.common.auth import AuthError, TokenVerifier, bearer
 from services.common.logs import request_id
 from services.common.settings import Settings
 
-from . import elevation_requests, elevations, errors, reputation, role_assignments
+from . import elevation_requests, elevations, errors, reputation, role_assignments, siem
 from .graph import CHANNELS, PRINCIPAL, REQUEST_ID, SETTINGS, STUBS, VERIFIER
 
 log = logging.getLogger("epm.gateway")
@@ -97,4 +97,5 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
     elevation_requests.add_routes(app)
     role_assignments.add_routes(app)
     reputation.add_routes(app)
+    siem.add_routes(app)
     return app

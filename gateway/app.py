@@ -14,7 +14,7 @@ from services.common.auth import AuthError, TokenVerifier, bearer
 from services.common.logs import request_id
 from services.common.settings import Settings
 
-from . import elevation_requests, elevations, errors, reputation, role_assignments, siem
+from . import elevation_requests, elevations, errors, managed_devices, reputation, role_assignments, siem, support
 from .graph import CHANNELS, PRINCIPAL, REQUEST_ID, SETTINGS, STUBS, VERIFIER
 
 log = logging.getLogger("epm.gateway")
@@ -22,31 +22,34 @@ log = logging.getLogger("epm.gateway")
 
 @web.middleware
 async def graph_middleware(request: web.Request, handler):
-    """Request ids, bearer auth for /beta, Graph error bodies, Graph response headers, access log."""
+    """Request ids, bearer auth for /beta and /support, Graph error bodies (MMD's under /support), Graph response
+    headers, access log."""
     started = time.perf_counter()
     rid = str(uuid.uuid4())
     client_rid = request.headers.get("client-request-id", "")
     request[REQUEST_ID] = rid
     request_id.set(rid)
+    render = support.error_response if request.path.startswith(support.PREFIX) else (
+        lambda error: errors.response(error, rid, client_rid))
     try:
-        if request.path.startswith("/beta/"):
+        if request.path.startswith(("/beta/", support.PREFIX)):
             try:
                 request[PRINCIPAL] = await request.app[VERIFIER].verify(bearer(request.headers.get("Authorization")))
             except AuthError as exc:
                 raise errors.GraphError(401, str(exc)) from None
         response = await handler(request)
     except errors.GraphError as exc:
-        response = errors.response(exc, rid, client_rid)
+        response = render(exc)
     except grpc.aio.AioRpcError as exc:
-        response = errors.response(errors.from_rpc(exc), rid, client_rid)
+        response = render(errors.from_rpc(exc))
     except web.HTTPException as exc:  # routing: 404 unknown path, 405 wrong method
         if exc.status < 400:
             raise
-        response = errors.response(errors.GraphError(exc.status, exc.reason), rid, client_rid)
+        response = render(errors.GraphError(exc.status, exc.reason))
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         failure = errors.GraphError(500, "The service failed to process the request.")
-        response = errors.response(failure, rid, client_rid)
+        response = render(failure)
     response.headers["request-id"] = rid
     response.headers["client-request-id"] = client_rid or rid
     response.headers["Cache-Control"] = "no-store"
@@ -97,5 +100,7 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
     elevation_requests.add_routes(app)
     role_assignments.add_routes(app)
     reputation.add_routes(app)
+    managed_devices.add_routes(app)
+    support.add_routes(app)
     siem.add_routes(app)
     return app

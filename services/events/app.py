@@ -19,6 +19,7 @@ from ..common.feed import FeedStreams
 from ..common.server import Running, serve
 from ..common.settings import Settings
 from .feed import ElevationEventFeedServicer
+from .seen_devices import SeenDeviceReporter
 from .servicer import ElevationEventServicer
 from .store import EventStore
 from .usage import UsageReporter
@@ -37,7 +38,8 @@ async def start(settings: Settings, address: str | None = None) -> Running:
     store = EventStore(pool)
     verifier = TokenVerifier.from_settings(settings)
     usage = UsageReporter(settings.requests_addr)
-    servicer = ElevationEventServicer(store, verifier, settings.events_retention_days, usage)
+    devices = SeenDeviceReporter(settings.requests_addr)
+    servicer = ElevationEventServicer(store, verifier, settings.events_retention_days, usage, devices)
     feeds = FeedStreams(pool, asyncio.Event())
     feed_servicer = ElevationEventFeedServicer(feeds, verifier)
     running = await serve(
@@ -53,7 +55,7 @@ async def start(settings: Settings, address: str | None = None) -> Running:
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
 
-    running.cleanups += [pool.close, verifier.close, usage.close, stop_sweeper]
+    running.cleanups += [pool.close, verifier.close, usage.close, devices.close, stop_sweeper]
     running.feeds = feeds  # tests see how many streams are open
     return running
 

@@ -13,6 +13,7 @@ from ..common import errors, paging
 from ..common.auth import CONFIG_READ, CONFIG_WRITE, DEVICES_READ, DEVICES_WRITE, TokenVerifier, authorize
 from ..common.odata import ODataError
 from . import model
+from .seen_devices import SeenDeviceReporter
 from .store import EventStore
 from .usage import SUPPORT_APPROVED, UsageReporter
 
@@ -26,9 +27,10 @@ STATS_LOOKBACK_DAYS = 90
 
 class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
     def __init__(self, store: EventStore, verifier: TokenVerifier, retention_days: int,
-                 usage: UsageReporter | None = None):
+                 usage: UsageReporter | None = None, devices: SeenDeviceReporter | None = None):
         self.store = store
         self.usage = usage
+        self.devices = devices
         self.verifier = verifier
         self.retention_us = retention_days * 86_400_000_000
 
@@ -44,7 +46,10 @@ class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
         if reason := self._problem(request.event):
             raise errors.invalid(reason)
         row = model.to_row(request.event)
-        new = await self.store.insert_one((caller.tenant_id, *row))
+        stored = (caller.tenant_id, *row)
+        new = await self.store.insert_one(stored)
+        if self.devices:
+            self.devices.report([stored], context)
         if self.usage and request.event.elevation_type == SUPPORT_APPROVED:
             self.usage.report([request.event], context)
         if new:
@@ -81,6 +86,8 @@ class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
         inserted = await self.store.insert(rows)
         if self.usage:  # only once they are stored
             self.usage.report(events, context)
+        if self.devices:
+            self.devices.report(rows, context)
         return len(rows), inserted
 
     @staticmethod

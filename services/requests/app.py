@@ -13,8 +13,12 @@ from epm.requests.v1 import audit_feed_service_pb2 as audit_feed_pb
 from epm.requests.v1 import audit_feed_service_pb2_grpc as audit_feed_grpc
 from epm.requests.v1 import elevation_request_service_pb2 as pb
 from epm.requests.v1 import elevation_request_service_pb2_grpc as pb_grpc
+from epm.requests.v1 import managed_device_service_pb2 as devices_pb
+from epm.requests.v1 import managed_device_service_pb2_grpc as devices_grpc
 from epm.requests.v1 import role_assignment_service_pb2 as roles_pb
 from epm.requests.v1 import role_assignment_service_pb2_grpc as roles_grpc
+from epm.requests.v1 import support_elevation_service_pb2 as support_pb
+from epm.requests.v1 import support_elevation_service_pb2_grpc as support_grpc
 
 from ..common import db
 from ..common.auth import TokenVerifier
@@ -23,16 +27,20 @@ from ..common.server import Running, serve
 from ..common.settings import Settings
 from .audit_feed import AuditFeedServicer
 from .decisions import DecisionHub
+from .devices import DeviceStore, ManagedDeviceServicer
 from .lifecycle import Policy
 from .roles import RoleAssignmentServicer
 from .servicer import ElevationRequestServicer
 from .store import RequestStore
+from .support import SupportElevationServicer
 from .verdicts import VerdictAttacher
 
 log = logging.getLogger("epm.requests")
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE = pb.DESCRIPTOR.services_by_name["ElevationRequestService"].full_name
 ROLES_SERVICE = roles_pb.DESCRIPTOR.services_by_name["RoleAssignmentService"].full_name
+DEVICES_SERVICE = devices_pb.DESCRIPTOR.services_by_name["ManagedDeviceService"].full_name
+SUPPORT_SERVICE = support_pb.DESCRIPTOR.services_by_name["SupportElevationService"].full_name
 AUDIT_FEED_SERVICE = audit_feed_pb.DESCRIPTOR.services_by_name["AuditFeedService"].full_name
 SWEEP_INTERVAL = 30.0
 
@@ -59,10 +67,17 @@ async def start(settings: Settings, address: str | None = None,
     verdicts = VerdictAttacher(settings.reputation_addr, store)
     requests_servicer = ElevationRequestServicer(store, verifier, hub, clock, verdicts)
     roles_servicer = RoleAssignmentServicer(pool, verifier, clock)
+    devices = DeviceStore(pool)
+    devices_servicer = ManagedDeviceServicer(devices, verifier, clock)
+    support_servicer = SupportElevationServicer(store, devices, verifier, clock)
     feeds = FeedStreams(pool, asyncio.Event())
     audit_feed = AuditFeedServicer(feeds, requests_servicer)
     running = await serve(
         [(SERVICE, lambda server: pb_grpc.add_ElevationRequestServiceServicer_to_server(requests_servicer, server)),
+         (DEVICES_SERVICE, lambda server: devices_grpc.add_ManagedDeviceServiceServicer_to_server(devices_servicer,
+                                                                                                 server)),
+         (SUPPORT_SERVICE, lambda server: support_grpc.add_SupportElevationServiceServicer_to_server(
+             support_servicer, server)),
          (AUDIT_FEED_SERVICE, lambda server: audit_feed_grpc.add_AuditFeedServiceServicer_to_server(audit_feed,
                                                                                                     server)),
          (ROLES_SERVICE, lambda server: roles_grpc.add_RoleAssignmentServiceServicer_to_server(roles_servicer,

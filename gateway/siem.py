@@ -60,11 +60,12 @@ async def _stream(request: web.Request, call, field: str, to_json) -> web.Stream
         last: dict = {}
         try:
             async for message in _messages(call, request.app[STOPPING]):
-                if message is not None:
-                    cursor = message.cursor
-                    await response.write(_line({"cursor": cursor, "event": to_json(getattr(message, field))}))
-                else:
+                if message is None:
                     await response.write(_line({"cursor": cursor}))
+                    continue
+                await response.write(b"".join(_line({"cursor": item.cursor, "event": to_json(getattr(item, field))})
+                                              for item in message.items))
+                cursor = message.items[-1].cursor
         except (grpc.aio.AioRpcError, GraphError) as exc:
             error = from_rpc(exc) if isinstance(exc, grpc.aio.AioRpcError) else exc
             last["error"] = {"code": error.code, "message": error.message}

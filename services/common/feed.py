@@ -14,11 +14,12 @@ import binascii
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import asyncpg
 import grpc
+from google.protobuf.message import Message
 
 from . import errors
 
@@ -84,9 +85,10 @@ async def head(conn: asyncpg.Connection | asyncpg.Pool) -> Position:
 
 # --- a feed served as a gRPC server stream: one loop for every feed -------------------------------------------
 
-BATCH = 500         # rows per query while behind
-POLL = 1.0          # seconds a caught-up follower waits before it reads again
-REAUTHORIZE = 60.0  # seconds between a follower's checks that its caller may still read the feed
+BATCH = 500                # rows per query while behind
+MESSAGE_BYTES = 1 << 20    # a response stops growing past this (clients take 4 MiB by default)
+POLL = 1.0                 # seconds a caught-up follower waits before it reads again
+REAUTHORIZE = 60.0         # seconds between a follower's checks that its caller may still read the feed
 ACCEPTED = "epm-feed-cursor"  # initial metadata of an accepted stream: the cursor it starts after
 
 
@@ -102,12 +104,12 @@ class FeedStreams:
         self.batch, self.poll, self.reauthorize = batch, poll, reauthorize
         self.open = 0  # streams being served now
 
-    async def rows(self, context: grpc.aio.ServicerContext, request, source: str, params: list,
-                   authorized: Callable[[], Awaitable], columns: str = "*",
-                   ) -> AsyncIterator[tuple[str, asyncpg.Record]]:
-        """(cursor, row) for each row of `source` (see `read`) after `request.cursor`, for a stream request with
-        `cursor` and `follow` whose caller `authorized` has let in. Accepting the cursor sends the initial
-        metadata at once, so a client knows the stream stands before any row arrives."""
+    async def responses(self, context: grpc.aio.ServicerContext, request, source: str, params: list,
+                        authorized: Callable[[], Awaitable], item: Callable[[str, asyncpg.Record], Message],
+                        response: Callable[..., Message], columns: str = "*") -> AsyncIterator[Message]:
+        """The responses to a stream request (`cursor`, `follow`) whose caller `authorized` has let in:
+        `response(items=[item(cursor, row), ...])` for the rows of `source` (see `read`) after the cursor.
+        Accepting the cursor sends the initial metadata at once: a client knows the stream stands before any row."""
         try:
             position = Position.parse(request.cursor)
         except CursorError as exc:
@@ -121,9 +123,10 @@ class FeedStreams:
                     await authorized()
                     checked = time.monotonic()
                 rows = await read(self.pool, source, params, position, self.batch, columns)
-                for row in rows:
-                    position = Position.of(row)
-                    yield position.token(), row
+                for message in _messages(rows, item, response):
+                    yield message
+                if rows:
+                    position = Position.of(rows[-1])
                 if len(rows) == self.batch:
                     continue
                 if not request.follow:
@@ -134,3 +137,16 @@ class FeedStreams:
                                   "The server is shutting down; resume from the last cursor.")
         finally:
             self.open -= 1
+
+
+def _messages(rows: list[asyncpg.Record], item, response) -> Iterator[Message]:
+    """The rows as few responses as MESSAGE_BYTES allows: one message per gRPC write, not one per row."""
+    items, size = [], 0
+    for row in rows:
+        items.append(entry := item(Position.of(row).token(), row))
+        size += entry.ByteSize()
+        if size >= MESSAGE_BYTES:
+            yield response(items=items)
+            items, size = [], 0
+    if items:
+        yield response(items=items)

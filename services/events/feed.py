@@ -24,6 +24,10 @@ class ElevationEventFeedServicer(pb_grpc.ElevationEventFeedServiceServicer):
             return authorize(self.verifier, context.invocation_metadata(), READ)
 
         caller = await authorized()
-        async for cursor, row in self.streams.rows(context, request, SOURCE, [caller.tenant_id], authorized,
-                                                   COLUMNS):
-            yield pb.StreamElevationEventsResponse(cursor=cursor, event=model.from_row(row))
+        async for response in self.streams.responses(context, request, SOURCE, [caller.tenant_id], authorized, _item,
+                                                     pb.StreamElevationEventsResponse, COLUMNS):
+            yield response
+
+
+def _item(cursor: str, row) -> pb.ElevationEventFeedItem:
+    return pb.ElevationEventFeedItem(cursor=cursor, event=model.from_row(row))

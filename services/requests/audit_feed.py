@@ -20,5 +20,10 @@ class AuditFeedServicer(pb_grpc.AuditFeedServiceServicer):
             return principal
 
         caller = await authorized()
-        async for cursor, row in self.streams.rows(context, request, AUDIT_SCOPED, [caller.tenant_id], authorized):
-            yield pb.StreamAuditEventsResponse(cursor=cursor, audit_event=audit_to_proto(row))
+        async for response in self.streams.responses(context, request, AUDIT_SCOPED, [caller.tenant_id], authorized,
+                                                     _item, pb.StreamAuditEventsResponse):
+            yield response
+
+
+def _item(cursor: str, row) -> pb.AuditEventFeedItem:
+    return pb.AuditEventFeedItem(cursor=cursor, audit_event=audit_to_proto(row))

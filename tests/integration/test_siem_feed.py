@@ -25,6 +25,7 @@ from epm.requests.v1 import role_assignment_service_pb2 as roles_pb
 from epm.requests.v1 import role_assignment_service_pb2_grpc as roles_grpc
 from google.protobuf import field_mask_pb2
 
+from services.common import feed
 from services.common.feed import ACCEPTED, Position
 from services.events import app as events_app
 
@@ -109,22 +110,24 @@ async def accepted(call) -> str:
 
 
 async def drain(call) -> list:
-    """Every response of a stream that ends by itself (not following)."""
+    """Every item of a stream that ends by itself (not following)."""
     async def read_all():
         out = []
         while (response := await call.read()) is not grpc.aio.EOF:
-            out.append(response)
+            assert response.items
+            out += response.items
         return out
     return await asyncio.wait_for(read_all(), WAIT)
 
 
 async def take(call, n: int) -> list:
-    """The next `n` responses of a following stream."""
+    """The next `n` items of a following stream (and no more in the responses that bring them)."""
     out = []
-    for _ in range(n):
+    while len(out) < n:
         response = await asyncio.wait_for(call.read(), WAIT)
-        assert response is not grpc.aio.EOF
-        out.append(response)
+        assert response is not grpc.aio.EOF and response.items
+        out += response.items
+    assert len(out) == n, out
     return out
 
 
@@ -147,12 +150,12 @@ def ids(responses) -> list[str]:
     return [(r.event if hasattr(r, "event") else r.audit_event).id for r in responses]
 
 
-async def elevation_feed(elevations, metadata, cursor: str = "") -> list[feed_pb.StreamElevationEventsResponse]:
+async def elevation_feed(elevations, metadata, cursor: str = "") -> list[feed_pb.ElevationEventFeedItem]:
     return await drain(elevations.StreamElevationEvents(feed_pb.StreamElevationEventsRequest(cursor=cursor),
                                                         metadata=metadata))
 
 
-async def audit_feed(audit, metadata, cursor: str = "") -> list[audit_pb.StreamAuditEventsResponse]:
+async def audit_feed(audit, metadata, cursor: str = "") -> list[audit_pb.AuditEventFeedItem]:
     return await drain(audit.StreamAuditEvents(audit_pb.StreamAuditEventsRequest(cursor=cursor), metadata=metadata))
 
 
@@ -209,6 +212,20 @@ async def test_the_backlog_comes_in_commit_order_and_any_cursor_resumes_with_exa
     assert positions == sorted(positions, key=lambda p: (p.txid, p.id)) and len(set(positions)) == len(backlog)
     for k, response in enumerate(backlog):
         assert ids(await elevation_feed(elevations, agent, response.cursor)) == ids(backlog[k + 1:])
+
+
+async def test_a_long_backlog_comes_whole_in_messages_of_bounded_size(events, elevations, agent):
+    items = [event(f"pc-{i}", seconds_ago=i) for i in range(feed.BATCH * 2 + 100)]  # more than two reads
+    for big in items[:120]:  # 3.8 MB: more than three messages' worth, so some read is split
+        big.file_path = "C:\\" + "x" * 32_000
+    await ingest(events, agent, items)
+    call = elevations.StreamElevationEvents(feed_pb.StreamElevationEventsRequest(), metadata=agent)
+    responses = [r async for r in call]
+    sent = [item for r in responses for item in r.items]
+    assert sorted(item.event.device_id for item in sent) == sorted(e.device_id for e in items)  # each once
+    assert all(r.ByteSize() < feed.MESSAGE_BYTES + 40_000 for r in responses) and len(responses) >= 4
+    positions = [Position.parse(item.cursor) for item in sent]
+    assert positions == sorted(positions, key=lambda p: (p.txid, p.id))
 
 
 async def test_following_sends_what_commits_after_the_stream_started(events, elevations, agent, events_service):

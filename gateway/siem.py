@@ -59,13 +59,14 @@ async def _stream(request: web.Request, call, field: str, to_json) -> web.Stream
         await response.prepare(request)
         last: dict = {}
         try:
-            async for message in _messages(call, request.app[STOPPING]):
-                if message is None:
-                    await response.write(_line({"cursor": cursor}))
-                    continue
-                await response.write(b"".join(_line({"cursor": item.cursor, "event": to_json(getattr(item, field))})
-                                              for item in message.items))
-                cursor = message.items[-1].cursor
+            async with contextlib.aclosing(_messages(call, request.app[STOPPING])) as messages:
+                async for message in messages:
+                    if message is None:
+                        await response.write(_line({"cursor": cursor}))
+                        continue
+                    await response.write(b"".join(_line({"cursor": item.cursor, "event": to_json(getattr(item, field))})
+                                                  for item in message.items))
+                    cursor = message.items[-1].cursor
         except (grpc.aio.AioRpcError, GraphError) as exc:
             error = from_rpc(exc) if isinstance(exc, grpc.aio.AioRpcError) else exc
             last["error"] = {"code": error.code, "message": error.message}

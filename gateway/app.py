@@ -14,7 +14,17 @@ from services.common.auth import AuthError, TokenVerifier, bearer
 from services.common.logs import request_id
 from services.common.settings import Settings
 
-from . import elevation_requests, elevations, errors, managed_devices, reputation, role_assignments, siem, support
+from . import (
+    elevation_requests,
+    elevations,
+    errors,
+    managed_devices,
+    reputation,
+    role_assignments,
+    siem,
+    subscriptions,
+    support,
+)
 from .graph import CHANNELS, PRINCIPAL, REQUEST_ID, SETTINGS, STUBS, VERIFIER
 
 log = logging.getLogger("epm.gateway")
@@ -100,7 +110,8 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
     elevation_requests.add_routes(app)
     role_assignments.add_routes(app)
     reputation.add_routes(app)
+    siem.add_routes(app)
     managed_devices.add_routes(app)
     support.add_routes(app)
-    siem.add_routes(app)
+    subscriptions.add_routes(app)
     return app

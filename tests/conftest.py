@@ -26,6 +26,7 @@ from services.common.settings import Settings
 from services.events import app as events_app
 from services.reputation import app as reputation_app
 from services.requests import app as requests_app
+from services.requests.notifications import DeliveryPolicy
 
 from . import feed_data
 
@@ -143,7 +144,7 @@ def clock() -> Clock:
 @pytest.fixture(scope="session")
 async def requests_service(settings, clock, reputation_address):
     running = await requests_app.start(replace(settings, reputation_addr=reputation_address), "127.0.0.1:0",
-                                       clock=clock.now)
+                                       clock=clock.now, delivery=DeliveryPolicy(pause_after=3))
     yield running
     await running.stop(1)
 

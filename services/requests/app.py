@@ -17,6 +17,8 @@ from epm.requests.v1 import managed_device_service_pb2 as devices_pb
 from epm.requests.v1 import managed_device_service_pb2_grpc as devices_grpc
 from epm.requests.v1 import role_assignment_service_pb2 as roles_pb
 from epm.requests.v1 import role_assignment_service_pb2_grpc as roles_grpc
+from epm.requests.v1 import subscription_service_pb2 as subscriptions_pb
+from epm.requests.v1 import subscription_service_pb2_grpc as subscriptions_grpc
 from epm.requests.v1 import support_elevation_service_pb2 as support_pb
 from epm.requests.v1 import support_elevation_service_pb2_grpc as support_grpc
 
@@ -27,11 +29,14 @@ from ..common.server import Running, serve
 from ..common.settings import Settings
 from .audit_feed import AuditFeedServicer
 from .decisions import DecisionHub
+from .delivery import Deliverer
 from .devices import DeviceStore, ManagedDeviceServicer
 from .lifecycle import Policy
+from .notifications import DeliveryPolicy
 from .roles import RoleAssignmentServicer
 from .servicer import ElevationRequestServicer
 from .store import RequestStore
+from .subscriptions import SubscriptionServicer
 from .support import SupportElevationServicer
 from .verdicts import VerdictAttacher
 
@@ -39,10 +44,12 @@ log = logging.getLogger("epm.requests")
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE = pb.DESCRIPTOR.services_by_name["ElevationRequestService"].full_name
 ROLES_SERVICE = roles_pb.DESCRIPTOR.services_by_name["RoleAssignmentService"].full_name
+AUDIT_FEED_SERVICE = audit_feed_pb.DESCRIPTOR.services_by_name["AuditFeedService"].full_name
 DEVICES_SERVICE = devices_pb.DESCRIPTOR.services_by_name["ManagedDeviceService"].full_name
 SUPPORT_SERVICE = support_pb.DESCRIPTOR.services_by_name["SupportElevationService"].full_name
-AUDIT_FEED_SERVICE = audit_feed_pb.DESCRIPTOR.services_by_name["AuditFeedService"].full_name
+SUBSCRIPTIONS_SERVICE = subscriptions_pb.DESCRIPTOR.services_by_name["SubscriptionService"].full_name
 SWEEP_INTERVAL = 30.0
+DELIVERY_CONCURRENCY = 4  # subscriptions delivered at once (each holds a connection of its own)
 
 
 def utc_now() -> datetime:
@@ -56,7 +63,7 @@ def default_policy(settings: Settings) -> Policy:
 
 
 async def start(settings: Settings, address: str | None = None,
-                clock: Callable[[], datetime] = utc_now) -> Running:
+                clock: Callable[[], datetime] = utc_now, delivery: DeliveryPolicy = DeliveryPolicy()) -> Running:
     pool = await db.create_pool(settings.database_url, settings.db_pool_size)
     if settings.migrate_on_start:
         await db.migrate(pool, "requests", MIGRATIONS)
@@ -67,21 +74,27 @@ async def start(settings: Settings, address: str | None = None,
     verdicts = VerdictAttacher(settings.reputation_addr, store)
     requests_servicer = ElevationRequestServicer(store, verifier, hub, clock, verdicts)
     roles_servicer = RoleAssignmentServicer(pool, verifier, clock)
+    feeds = FeedStreams(pool, asyncio.Event())
+    audit_feed = AuditFeedServicer(feeds, requests_servicer)
     devices = DeviceStore(pool)
     devices_servicer = ManagedDeviceServicer(devices, verifier, clock)
     support_servicer = SupportElevationServicer(store, devices, verifier, clock)
-    feeds = FeedStreams(pool, asyncio.Event())
-    audit_feed = AuditFeedServicer(feeds, requests_servicer)
+    deliverer = Deliverer(pool, await db.create_pool(settings.database_url, DELIVERY_CONCURRENCY), clock, delivery,
+                          DELIVERY_CONCURRENCY)
+    deliverer.start()
+    subscriptions_servicer = SubscriptionServicer(pool, verifier, clock, lambda: deliverer.http)
     running = await serve(
         [(SERVICE, lambda server: pb_grpc.add_ElevationRequestServiceServicer_to_server(requests_servicer, server)),
+         (AUDIT_FEED_SERVICE, lambda server: audit_feed_grpc.add_AuditFeedServiceServicer_to_server(audit_feed,
+                                                                                                    server)),
          (DEVICES_SERVICE, lambda server: devices_grpc.add_ManagedDeviceServiceServicer_to_server(devices_servicer,
                                                                                                  server)),
          (SUPPORT_SERVICE, lambda server: support_grpc.add_SupportElevationServiceServicer_to_server(
              support_servicer, server)),
-         (AUDIT_FEED_SERVICE, lambda server: audit_feed_grpc.add_AuditFeedServiceServicer_to_server(audit_feed,
-                                                                                                    server)),
          (ROLES_SERVICE, lambda server: roles_grpc.add_RoleAssignmentServiceServicer_to_server(roles_servicer,
-                                                                                             server))],
+                                                                                             server)),
+         (SUBSCRIPTIONS_SERVICE, lambda server: subscriptions_grpc.add_SubscriptionServiceServicer_to_server(
+             subscriptions_servicer, server))],
         address or f"[::]:{settings.requests_port}", stopping=feeds.stopping,
     )
     sweeper = asyncio.create_task(_sweep(store, clock))
@@ -91,7 +104,9 @@ async def start(settings: Settings, address: str | None = None,
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
 
-    running.cleanups += [pool.close, verifier.close, hub.stop, stop_sweeper, verdicts.close]
+    running.cleanups += [pool.close, deliverer.locks.close, verifier.close, hub.stop, stop_sweeper, verdicts.close,
+                         deliverer.close]  # run in reverse
+    running.deliverer = deliverer  # tests deliver on demand
     running.feeds = feeds  # tests see how many streams are open
     running.store = store  # tests drive the sweeper and tenant policies through it
     return running

@@ -112,26 +112,31 @@ def audit_to_proto(row) -> pb.AuditEvent:
     return event
 
 
+async def caller(verifier: TokenVerifier, pool, now: datetime, context, scopes,
+                 right: str | None = None) -> tuple[Principal, Actor]:
+    """The caller, checked for a Graph permission and, for users, the Intune right from a role assignment
+    (application tokens carry no Intune roles: their Graph permission is the grant)."""
+    principal = await authorize(verifier, context.invocation_metadata(), scopes)
+    if right and principal.delegated:
+        held = await roles.permissions(pool, principal.tenant_id, principal.object_id, now)
+        if right not in held:
+            raise errors.RpcError(
+                grpc.StatusCode.PERMISSION_DENIED, "MISSING_ROLE",
+                f"The Intune permission 'Endpoint Privilege Management Elevation Requests: {RIGHTS[right]}' "
+                "is required; it comes with a role assignment such as Endpoint Privilege Manager.",
+                right=right)
+    actor = Actor("ItPro" if principal.delegated else "Application", principal.object_id, principal.upn,
+                  request_id.get())
+    return principal, actor
+
+
 class ElevationRequestServicer(pb_grpc.ElevationRequestServiceServicer):
     def __init__(self, store: RequestStore, verifier: TokenVerifier, hub: DecisionHub,
                  clock: Callable[[], datetime], verdicts: VerdictAttacher | None = None):
         self.store, self.verifier, self.hub, self.clock, self.verdicts = store, verifier, hub, clock, verdicts
 
     async def _caller(self, context, scopes, right: str | None = None) -> tuple[Principal, Actor]:
-        """The caller, checked for a Graph permission and, for users, the Intune right from a role assignment
-        (application tokens carry no Intune roles: their Graph permission is the grant)."""
-        principal = await authorize(self.verifier, context.invocation_metadata(), scopes)
-        if right and principal.delegated:
-            held = await roles.permissions(self.store.pool, principal.tenant_id, principal.object_id, self.clock())
-            if right not in held:
-                raise errors.RpcError(
-                    grpc.StatusCode.PERMISSION_DENIED, "MISSING_ROLE",
-                    f"The Intune permission 'Endpoint Privilege Management Elevation Requests: {RIGHTS[right]}' "
-                    "is required; it comes with a role assignment such as Endpoint Privilege Manager.",
-                    right=right)
-        actor = Actor("ItPro" if principal.delegated else "Application", principal.object_id, principal.upn,
-                      request_id.get())
-        return principal, actor
+        return await caller(self.verifier, self.store.pool, self.clock(), context, scopes, right)
 
     async def CreateElevationRequest(self, request, context):
         principal, actor = await self._caller(context, WRITE)

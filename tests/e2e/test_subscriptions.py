@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 import aiohttp
 import pytest
 
+from services.requests.lifecycle import Policy
+
 from ..receiver import Receiver
 from .test_elevation_requests import AUDIT, act, call, create, failure
 from .test_role_assignments import auth
@@ -244,14 +246,14 @@ async def until_value(read, accept, timeout: float = 20):
 
 
 async def test_expiry_is_notified_once_the_sweep_writes_it_down(client, app, requester, receiver, clock,
-                                                                 requests_service):
+                                                                 requests_service, tenant):
+    await requests_service.store.set_policy(tenant, Policy(pending_ttl=timedelta(minutes=1)))
     request = await create(client, requester)
-    sub = await subscribe(client, app, receiver, clock, changeType="updated",
-                          resource=f"{RESOURCE}?$filter=status eq 'expired'")
-    clock.advance(timedelta(days=8))  # past the pending TTL: expired at once, written down by the next sweep
+    await subscribe(client, app, receiver, clock, changeType="updated",
+                    resource=f"{RESOURCE}?$filter=status eq 'expired'")
+    clock.advance(timedelta(minutes=1))  # past the pending TTL: expired at once, written down by the next sweep
     assert (await call(client, "GET", f"/beta/deviceManagement/elevationRequests/{request['id']}",
                        app))["status"] == "expired"
-    await call(client, "PATCH", f"{PATH}/{sub['id']}", app, json={"expirationDateTime": expiry(clock)})
     await requests_service.store.expire_due(clock.now())
     (expired,) = await receiver.wait_for(1)
     assert expired["resourceData"]["id"] == request["id"] and expired["changeType"] == "updated"

@@ -13,9 +13,9 @@ from .graph import (
     count_reply,
     entity_body,
     list_collection,
+    located,
     read_json,
     reply,
-    service_root,
     stub,
 )
 
@@ -77,9 +77,7 @@ async def create(request: web.Request) -> web.Response:
     graphjson.from_json(await read_json(request), given, TYPE, ignore=SERVER_SET)
     created = await _stub(request).CreateElevationRequest(
         pb.CreateElevationRequestRequest(elevation_request=given), **call_options(request))
-    response = _entity_reply(request, created, status=201)
-    response.headers["Location"] = f"{service_root(request)}/{ENTITY_SET}/{created.id}"
-    return response
+    return located(request, _entity_reply(request, created, status=201), ENTITY_SET, created.id)
 
 
 async def list_(request: web.Request) -> web.Response:

@@ -9,7 +9,16 @@ from google.protobuf import field_mask_pb2
 
 from . import graphjson, query
 from .errors import GraphError
-from .graph import call_options, count_reply, entity_body, list_collection, read_json, reply, service_root, stub
+from .graph import (
+    call_options,
+    count_reply,
+    entity_body,
+    list_collection,
+    located,
+    read_json,
+    reply,
+    stub,
+)
 
 PATH = "/beta/deviceManagement/privilegeManagementElevations"
 ENTITY_SET = "deviceManagement/privilegeManagementElevations"
@@ -39,9 +48,7 @@ async def create(request: web.Request) -> web.Response:
     event, _ = _event_from(await read_json(request))
     stored = await _stub(request).RecordElevationEvent(pb.RecordElevationEventRequest(event=event),
                                                        **call_options(request))
-    response = reply(_entity(request, stored), status=201)
-    response.headers["Location"] = f"{service_root(request)}/{ENTITY_SET}/{stored.id}"
-    return response
+    return located(request, reply(_entity(request, stored), status=201), ENTITY_SET, stored.id)
 
 
 async def list_(request: web.Request) -> web.Response:

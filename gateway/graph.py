@@ -43,6 +43,12 @@ def service_root(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}/beta"
 
 
+def located(request: web.Request, response: web.Response, entity_set: str, entity_id: str) -> web.Response:
+    """`response` (a 201) with the new entity's Location."""
+    response.headers["Location"] = f"{service_root(request)}/{entity_set}/{entity_id}"
+    return response
+
+
 def reply(body: dict, status: int = 200) -> web.Response:
     return web.Response(status=status, text=json.dumps(body, separators=(",", ":")), content_type=JSON,
                         headers={"OData-Version": "4.0"})

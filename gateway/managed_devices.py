@@ -16,9 +16,9 @@ from .graph import (
     count_collection,
     entity_body,
     list_collection,
+    located,
     read_json,
     reply,
-    service_root,
     stub,
 )
 
@@ -47,9 +47,7 @@ async def create(request: web.Request) -> web.Response:
         raise bad_request(f"Property '{bad[0]}' does not exist on type 'microsoft.graph.{TYPE}'.")
     created = await _stub(request).CreateManagedDevice(pb.CreateManagedDeviceRequest(managed_device=given),
                                                        **call_options(request))
-    response = reply(entity_body(request, ENTITY_SET, _json(created)), status=201)
-    response.headers["Location"] = f"{service_root(request)}/{ENTITY_SET}/{created.id}"
-    return response
+    return located(request, reply(entity_body(request, ENTITY_SET, _json(created)), status=201), ENTITY_SET, created.id)
 
 
 async def list_(request: web.Request) -> web.Response:

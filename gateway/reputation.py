@@ -18,7 +18,7 @@ from epm.requests.v1 import elevation_request_service_pb2_grpc as requests_grpc
 
 from . import elevation_requests, graphjson, query
 from .errors import GraphError, bad_request
-from .graph import call_options, entity_body, read_json, reply, service_root, stub
+from .graph import call_options, entity_body, located, read_json, reply, service_root, stub
 
 SECURITY = "/beta/security"
 ANALYSIS_SET, RULES_SET, FEEDS_SET = ("security/fileReputations", "security/publisherRules",
@@ -98,9 +98,8 @@ async def create_rule(request: web.Request) -> web.Response:
     graphjson.from_json(await read_json(request), given)
     created = await _stub(request).CreatePublisherRule(pb.CreatePublisherRuleRequest(rule=given),
                                                        **call_options(request))
-    response = reply(entity_body(request, RULES_SET, graphjson.to_json(created)), status=201)
-    response.headers["Location"] = f"{service_root(request)}/{RULES_SET}/{created.id}"
-    return response
+    body = entity_body(request, RULES_SET, graphjson.to_json(created))
+    return located(request, reply(body, status=201), RULES_SET, created.id)
 
 
 async def get_rule(request: web.Request) -> web.Response:

@@ -8,7 +8,7 @@ from epm.requests.v1 import role_assignment_service_pb2_grpc as pb_grpc
 
 from . import graphjson, query
 from .errors import bad_request
-from .graph import call_options, caller, read_json, reply, service_root, stub
+from .graph import call_options, caller, located, read_json, reply, service_root, stub
 
 PATH = "/beta/privilegedRoleAssignments"
 ROLES_PATH = "/beta/privilegedRoles"
@@ -72,9 +72,7 @@ async def create(request: web.Request) -> web.Response:
     created = await _stub(request).CreateRoleAssignment(
         pb.CreateRoleAssignmentRequest(user_id=body.get("userId", ""), role_id=body.get("roleId", "")),
         **call_options(request))
-    response = reply(_entity(request, created), status=201)
-    response.headers["Location"] = f"{service_root(request)}/{ENTITY_SET}/{created.id}"
-    return response
+    return located(request, reply(_entity(request, created), status=201), ENTITY_SET, created.id)
 
 
 async def list_(request: web.Request) -> web.Response:

@@ -10,7 +10,7 @@ from epm.requests.v1 import subscription_service_pb2_grpc as pb_grpc
 
 from . import graphjson
 from .errors import bad_request
-from .graph import call_options, entity_body, read_json, reply, service_root, stub
+from .graph import call_options, entity_body, located, read_json, reply, service_root, stub
 
 PATH = "/beta/subscriptions"
 ENTITY_SET = "subscriptions"
@@ -49,9 +49,7 @@ async def create(request: web.Request) -> web.Response:
     given, _ = await _given(request, creating=True)
     created = await _stub(request).CreateSubscription(pb.CreateSubscriptionRequest(subscription=given),
                                                       **call_options(request))
-    response = reply(entity_body(request, ENTITY_SET, _json(created)), status=201)
-    response.headers["Location"] = f"{service_root(request)}/{ENTITY_SET}/{created.id}"
-    return response
+    return located(request, reply(entity_body(request, ENTITY_SET, _json(created)), status=201), ENTITY_SET, created.id)
 
 
 async def list_(request: web.Request) -> web.Response:

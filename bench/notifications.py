@@ -41,7 +41,7 @@ from epm.requests.v1 import subscription_service_pb2_grpc as spb_grpc  # noqa: E
 from bench import _common as c  # noqa: E402
 from services.common import feed  # noqa: E402
 from services.common.auth import CONFIG_WRITE, mint  # noqa: E402
-from services.requests.delivery import changes_query  # noqa: E402
+from services.requests.delivery import DELIVERY_SETTINGS, changes_query  # noqa: E402
 from services.requests.notifications import DeliveryPolicy, notification  # noqa: E402
 
 SECRET = "bench-secret-" + uuid.uuid4().hex
@@ -207,7 +207,7 @@ async def main(args) -> None:
         port = c.free_port()
         proc = c.serve_epm("requests", port, {"EPM_DATABASE_URL": url, "EPM_JWT_SECRET": SECRET,
                                               "EPM_REQUESTS_PORT": str(port), "EPM_REPUTATION_ADDR": "127.0.0.1:1"})
-        db = await asyncpg.connect(url)
+        db = await asyncpg.connect(url, server_settings=DELIVERY_SETTINGS)  # as the Deliverer's own connections
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 stub, subs_stub = pb_grpc.ElevationRequestServiceStub(channel), spb_grpc.SubscriptionServiceStub(channel)

@@ -18,8 +18,9 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     """Skips asyncpg's per-release RESET round trip: no code here leaves session state behind."""
 
 
-async def create_pool(url: str, size: int = 10) -> asyncpg.Pool:
-    return await asyncpg.create_pool(url, min_size=1, max_size=size, reset=_no_reset)
+async def create_pool(url: str, size: int = 10, **server_settings: str) -> asyncpg.Pool:
+    return await asyncpg.create_pool(url, min_size=1, max_size=size, reset=_no_reset,
+                                     server_settings=server_settings or None)
 
 
 def migration_files(directory: Path) -> list[tuple[int, Path]]:

@@ -29,7 +29,7 @@ from ..common.server import Running, serve
 from ..common.settings import Settings
 from .audit_feed import AuditFeedServicer
 from .decisions import DecisionHub
-from .delivery import Deliverer
+from .delivery import DELIVERY_SETTINGS, Deliverer
 from .devices import DeviceStore, ManagedDeviceServicer
 from .lifecycle import Policy
 from .notifications import DeliveryPolicy
@@ -79,8 +79,8 @@ async def start(settings: Settings, address: str | None = None,
     devices = DeviceStore(pool)
     devices_servicer = ManagedDeviceServicer(devices, verifier, clock)
     support_servicer = SupportElevationServicer(store, devices, verifier, clock)
-    deliverer = Deliverer(pool, await db.create_pool(settings.database_url, DELIVERY_CONCURRENCY), clock, delivery,
-                          DELIVERY_CONCURRENCY)
+    deliverer = Deliverer(pool, await db.create_pool(settings.database_url, DELIVERY_CONCURRENCY, **DELIVERY_SETTINGS),
+                          clock, delivery, DELIVERY_CONCURRENCY)
     deliverer.start()
     subscriptions_servicer = SubscriptionServicer(pool, verifier, clock, lambda: deliverer.http)
     running = await serve(

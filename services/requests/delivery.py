@@ -113,44 +113,49 @@ class Deliverer:
 
     async def deliver(self, tenant: str, subscription_id, rounds: int = 10) -> int:
         """Sends the subscription's waiting notifications, unless another process is already at it; returns
-        how many the endpoint accepted."""
+        how many the endpoint accepted. A change made to the subscription meanwhile counts from the next call."""
         key = f"epm.delivery.{tenant}.{subscription_id}"
         async with self.locks.acquire() as conn:
             if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key):
                 return 0
             try:
-                sent, more = 0, True
+                sub = await conn.fetchrow(f"SELECT * FROM {SUBSCRIPTIONS} WHERE tenant_id = $1 AND id = $2",
+                                          tenant, subscription_id)
+                now = self.clock()
+                if sub is None or sub["paused_reason"] or sub["expires_at"] <= now or sub["next_attempt_at"] > now:
+                    return 0
+                position, failures, sent = feed.Position(int(sub["cursor_txid"]), sub["cursor_id"]), \
+                    sub["failed_attempts"], 0
                 for _ in range(rounds):
+                    moved, accepted, more = await self._batch(conn, sub, position, failures)
+                    failures = failures if moved == position else 0  # the cursor moved: a success
+                    position, sent = moved, sent + accepted
                     if not more:
                         break
-                    accepted, more = await self._batch(conn, tenant, subscription_id)
-                    sent += accepted
                 return sent
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
 
-    async def _batch(self, conn: asyncpg.Connection, tenant: str, subscription_id) -> tuple[int, bool]:
-        """One batch: (notifications accepted, whether there may be more to send now)."""
+    async def _batch(self, conn: asyncpg.Connection, sub, position: feed.Position,
+                     failures: int) -> tuple[feed.Position, int, bool]:
+        """One batch after `position`, `failures` in a row so far: (the new position, notifications accepted,
+        whether there may be more)."""
         now = self.clock()
-        sub = await conn.fetchrow(f"SELECT * FROM {SUBSCRIPTIONS} WHERE tenant_id = $1 AND id = $2",
-                                  tenant, subscription_id)
-        if sub is None or sub["paused_reason"] or sub["expires_at"] <= now or sub["next_attempt_at"] > now:
-            return 0, False
-        sql, params = changes_query(sub, feed.Position(int(sub["cursor_txid"]), sub["cursor_id"]),
-                                    self.policy.batch)
+        sql, params = changes_query(sub, position, self.policy.batch)
         changes = await conn.fetch(sql, *params)
         if not changes:
-            return 0, False
+            return position, 0, False
         wanted = [notification(c, sub) for c in changes if c["wanted"]]
         if wanted and (error := await self._post(sub["notification_url"], wanted)):
-            await self._failed(conn, sub, error, now)
-            return 0, False
+            await self._failed(conn, sub, error, now, failures + 1)
+            return position, 0, False
         last = changes[-1]
         await conn.execute(
             f"UPDATE {SUBSCRIPTIONS} SET cursor_txid = $3, cursor_id = $4, failed_attempts = 0, last_error = '', "
             "last_delivered_at = CASE WHEN $5 THEN $6 ELSE last_delivered_at END "
-            "WHERE tenant_id = $1 AND id = $2", tenant, sub["id"], last["txid"], last["id"], bool(wanted), now)
-        return len(wanted), len(changes) == self.policy.batch
+            "WHERE tenant_id = $1 AND id = $2", sub["tenant_id"], sub["id"], last["txid"], last["id"], bool(wanted),
+            now)
+        return feed.Position.of(last), len(wanted), len(changes) == self.policy.batch
 
     async def _post(self, url: str, notifications: list[dict]) -> str | None:
         """None when the endpoint accepted the batch (any 2xx), else what went wrong."""
@@ -166,8 +171,7 @@ class Deliverer:
         except aiohttp.ClientError as exc:
             return f"{type(exc).__name__}: {exc}"[:300]
 
-    async def _failed(self, conn: asyncpg.Connection, sub, error: str, now: datetime) -> None:
-        failures = sub["failed_attempts"] + 1
+    async def _failed(self, conn: asyncpg.Connection, sub, error: str, now: datetime, failures: int) -> None:
         reason = pause_reason(failures, error, self.policy)
         retry = now + retry_delay(failures, self.policy, random.random())
         await conn.execute(

@@ -110,8 +110,8 @@ REVIEW = _MOVE.format(condition="status = $3 AND valid_until > $5 AND ($22 = '' 
 # A user's ($4) and a device's ($5) requests since $3, by state at $2, without request $6.
 HISTORY_COUNTS = {
     "total": "true", "pending": "s = 'pending'",
-    "approved": "s IN ('approved', 'revoked', 'completed') OR (s = 'expired' AND reviewed_at IS NOT NULL)",
-    "denied": "s = 'denied'", "revoked": "s = 'revoked'", "expired": "s = 'expired'",
+    "approved": "s IN ('approved', 'completed') OR (s IN ('revoked', 'expired') AND reviewed_at IS NOT NULL)",
+    "denied": "s = 'denied'", "revoked": "s = 'revoked' AND reviewed_at IS NOT NULL", "expired": "s = 'expired'",
     "malicious": "verdict = 'malicious'",
     "last_day": "created_at > $2::timestamptz - interval '1 day'",
 }
@@ -265,11 +265,12 @@ class RequestStore:
                         old_state=effective(State(row["status"]), row["valid_until"], now).value)
 
     async def close(self, tenant: str, request_id: str, source: str, actions_taken: str, actor: Actor,
-                    now: datetime) -> asyncpg.Record:
-        """The requester ends its request of `source` (Action.CLOSE), saying what was done."""
+                    now: datetime, only_by: str = "") -> asyncpg.Record:
+        """Ends a request of `source` (Action.CLOSE), saying what was done; with `only_by`, only that
+        requester's own (anyone else's does not exist for them)."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self._locked(conn, tenant, request_id, "")
-            if row["source"] != source:
+            if row["source"] != source or (only_by and row["requested_by_user_id"].lower() != only_by.lower()):
                 raise NotFound
             await self._move(conn, row, Action.CLOSE, actor, now, await self.policy(conn, tenant), actions_taken)
             return await conn.fetchrow(

@@ -14,14 +14,13 @@ from epm.requests.v1 import support_elevation_service_pb2 as pb
 from epm.requests.v1 import support_elevation_service_pb2_grpc as pb_grpc
 
 from ..common import errors, listing, paging
-from ..common.auth import MMD_DEVICE_READ, MMD_SUPPORT, TokenVerifier, authorize
-from ..common.logs import request_id
+from ..common.auth import MMD_DEVICE_READ, MMD_SUPPORT, TokenVerifier
 from ..common.odata import Field, ODataError
 from . import roles
 from .devices import DeviceStore
 from .lifecycle import MAX_JUSTIFICATION, State, TransitionError, closure_time, effective, is_successful
-from .servicer import STATES, domain_errors
-from .store import EFFECTIVE_STATUS, SCOPED, Actor, NotFound, RequestStore
+from .servicer import STATES, caller, domain_errors
+from .store import EFFECTIVE_STATUS, SCOPED, NotFound, RequestStore
 
 READ = (MMD_SUPPORT, MMD_DEVICE_READ)  # list, get and close
 WRITE = (MMD_SUPPORT,)
@@ -104,10 +103,8 @@ class SupportElevationServicer(pb_grpc.SupportElevationServiceServicer):
                  clock: Callable[[], datetime]):
         self.store, self.devices, self.verifier, self.clock = store, devices, verifier, clock
 
-    async def _caller(self, context, scopes):
-        principal = await authorize(self.verifier, context.invocation_metadata(), scopes)
-        return principal, Actor("ItPro" if principal.delegated else "Application", principal.object_id,
-                                principal.upn, request_id.get())
+    async def _caller(self, context, scopes):  # MMD's permissions are the grant: no Intune right to check
+        return await caller(self.verifier, self.store.pool, self.clock(), context, scopes)
 
     async def CreateSupportElevationRequest(self, request, context):
         principal, actor = await self._caller(context, WRITE)
@@ -154,7 +151,8 @@ class SupportElevationServicer(pb_grpc.SupportElevationServiceServicer):
         if len(request.actions_taken) > MAX_ACTIONS_TAKEN:
             raise errors.invalid(f"actionsTaken must be at most {MAX_ACTIONS_TAKEN} characters.")
         now = self.clock()
-        with support_errors():
+        with support_errors():  # an agent signed in (MWaaSDevice.Read) closes its own requests only
             row = await self.store.close(principal.tenant_id, _request_id(request.id), SOURCE,
-                                         request.actions_taken.strip(), actor, now)
+                                         request.actions_taken.strip(), actor, now,
+                                         only_by=principal.object_id if principal.delegated else "")
         return to_proto(row, now)

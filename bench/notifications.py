@@ -206,7 +206,8 @@ async def main(args) -> None:
     async with c.fresh_database() as url:
         port = c.free_port()
         proc = c.serve_epm("requests", port, {"EPM_DATABASE_URL": url, "EPM_JWT_SECRET": SECRET,
-                                              "EPM_REQUESTS_PORT": str(port), "EPM_REPUTATION_ADDR": "127.0.0.1:1"})
+                                              "EPM_REQUESTS_PORT": str(port), "EPM_REPUTATION_ADDR": "127.0.0.1:1",
+                                              "EPM_NOTIFY_PRIVATE_NETWORKS": "true"})
         db = await asyncpg.connect(url, server_settings=DELIVERY_SETTINGS)  # as the Deliverer's own connections
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:

@@ -118,6 +118,7 @@ def up(args: argparse.Namespace) -> None:
     env.setdefault("EPM_REQUESTS_ADDR", f"127.0.0.1:{env.get('EPM_REQUESTS_PORT', '50052')}")
     env.setdefault("EPM_REPUTATION_ADDR", f"127.0.0.1:{env.get('EPM_REPUTATION_PORT', '50053')}")
     env.setdefault("EPM_OPERATOR_TENANT", DEV_TENANT)
+    env.setdefault("EPM_NOTIFY_PRIVATE_NETWORKS", "true")  # one machine: its subscribers are local
     children = []
     for name in PROCESSES:
         children.append(subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name], env=env))

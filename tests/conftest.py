@@ -66,7 +66,8 @@ async def database_url(server_url):
 @pytest.fixture(scope="session")
 def settings(database_url) -> Settings:
     logs.configure("WARNING")
-    return Settings(database_url=database_url, jwt_secret=secrets.token_urlsafe(32), db_pool_size=4)
+    return Settings(database_url=database_url, jwt_secret=secrets.token_urlsafe(32), db_pool_size=4,
+                    notify_private_networks=True)  # the test receivers listen on 127.0.0.1
 
 
 @pytest.fixture(scope="session")

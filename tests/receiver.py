@@ -19,6 +19,7 @@ class Receiver:
         self.hold = False           # keep the next delivery open until `release` is set
         self.held = asyncio.Event()
         self.held_batch: list[dict] = []
+        self.held_request: web.Request | None = None
         self.release = asyncio.Event()
         self.arrived = asyncio.Event()
         self.attempts = 0
@@ -51,9 +52,11 @@ class Receiver:
             return web.Response(status=self.fail_with)
         if self.hold:
             self.hold = False
-            self.held_batch = body["value"]
+            self.held_batch, self.held_request = body["value"], request
             self.held.set()
-            await self.release.wait()  # the sender may die meanwhile: then this batch was never accepted
+            await self.release.wait()
+            if request.transport is None or request.transport.is_closing():
+                return web.Response(status=202)  # the sender died meanwhile: it never learnt, so it was not taken
         self.batches.append(body["value"])
         self.arrived.set()
         return web.Response(status=202)

@@ -30,6 +30,7 @@ class Settings:
     reputation_port: int = 50053
     reputation_addr: str = "127.0.0.1:50053"  # where the gateway and the requests service find reputation
     operator_tenant: str = ""         # the tenant whose writers may import feeds shared by every tenant
+    notify_private_networks: bool = False  # notifications may go to http, loopback and private addresses (dev)
     gateway_port: int = 8080
     events_retention_days: int = 365  # monthly partitions older than this are dropped
     approval_window_hours: float = 24.0  # default per tenant: elevation allowed this long after approval
@@ -56,6 +57,7 @@ class Settings:
             reputation_port=_int("EPM_REPUTATION_PORT", cls.reputation_port),
             reputation_addr=env("EPM_REPUTATION_ADDR", cls.reputation_addr),
             operator_tenant=env("EPM_OPERATOR_TENANT", "").lower(),
+            notify_private_networks=env("EPM_NOTIFY_PRIVATE_NETWORKS", "false").lower() in ("1", "true", "yes"),
             gateway_port=_int("EPM_GATEWAY_PORT", cls.gateway_port),
             approval_window_hours=float(env("EPM_APPROVAL_WINDOW_HOURS", str(cls.approval_window_hours))),
             pending_ttl_days=float(env("EPM_PENDING_TTL_DAYS", str(cls.pending_ttl_days))),

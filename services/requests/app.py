@@ -36,7 +36,7 @@ from .notifications import DeliveryPolicy
 from .roles import RoleAssignmentServicer
 from .servicer import ElevationRequestServicer
 from .store import RequestStore
-from .subscriptions import SubscriptionServicer
+from .subscriptions import SubscriptionServicer, delete_expired
 from .support import SupportElevationServicer
 from .verdicts import VerdictAttacher
 
@@ -80,9 +80,10 @@ async def start(settings: Settings, address: str | None = None,
     devices_servicer = ManagedDeviceServicer(devices, verifier, clock)
     support_servicer = SupportElevationServicer(store, devices, verifier, clock)
     deliverer = Deliverer(pool, await db.create_pool(settings.database_url, DELIVERY_CONCURRENCY, **DELIVERY_SETTINGS),
-                          clock, delivery, DELIVERY_CONCURRENCY)
+                          clock, delivery, DELIVERY_CONCURRENCY, settings.notify_private_networks)
     deliverer.start()
-    subscriptions_servicer = SubscriptionServicer(pool, verifier, clock, lambda: deliverer.http)
+    subscriptions_servicer = SubscriptionServicer(pool, verifier, clock, lambda: deliverer.http,
+                                                  settings.notify_private_networks)
     running = await serve(
         [(SERVICE, lambda server: pb_grpc.add_ElevationRequestServiceServicer_to_server(requests_servicer, server)),
          (AUDIT_FEED_SERVICE, lambda server: audit_feed_grpc.add_AuditFeedServiceServicer_to_server(audit_feed,
@@ -113,11 +114,13 @@ async def start(settings: Settings, address: str | None = None,
 
 
 async def _sweep(store: RequestStore, clock: Callable[[], datetime]) -> None:
-    """Writes down (and audits) the expiries time has decided; any number of replicas may run it."""
+    """Writes down (and audits) the expiries time has decided, and drops long-expired subscriptions; any number
+    of replicas may run it."""
     while True:
         try:
             while await store.expire_due(clock()) == 500:
                 pass
+            await delete_expired(store.pool, clock())
         except Exception:
             log.exception("expiry sweep failed")
         await asyncio.sleep(SWEEP_INTERVAL)

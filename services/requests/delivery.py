@@ -16,15 +16,25 @@ import json
 import logging
 import random
 import secrets
+import socket
 from collections.abc import Callable
 from datetime import datetime
 
 import aiohttp
+import aiohttp.abc
 import asyncpg
 
 from ..common import feed
 from ..common.odata import compile_filter
-from .notifications import CHANGE_FIELDS, OPERATIONS, DeliveryPolicy, notification, pause_reason, retry_delay
+from .notifications import (
+    CHANGE_FIELDS,
+    OPERATIONS,
+    DeliveryPolicy,
+    notification,
+    pause_reason,
+    public_host,
+    retry_delay,
+)
 
 log = logging.getLogger("epm.requests.delivery")
 SUBSCRIPTIONS = "requests.subscriptions"
@@ -71,17 +81,39 @@ async def validate_endpoint(http: aiohttp.ClientSession, url: str) -> str | None
         return f"the notification endpoint could not be reached ({type(exc).__name__})"
 
 
+class PublicResolver(aiohttp.abc.AbstractResolver):
+    """Resolves names to their public addresses only, at connect time, so that a notification URL can never
+    reach into the cluster or the host (not even by a name that resolves differently later)."""
+
+    def __init__(self):
+        self._inner = aiohttp.ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET):
+        found = [a for a in await self._inner.resolve(host, port, family) if public_host(a["host"])]
+        if not found:
+            raise OSError(f"{host} has no public address")
+        return found
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def http_client(private_allowed: bool) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector() if private_allowed else aiohttp.TCPConnector(resolver=PublicResolver())
+    return aiohttp.ClientSession(connector=connector, headers={"User-Agent": "epm-notifications/1"})
+
+
 class Deliverer:
     def __init__(self, pool: asyncpg.Pool, locks: asyncpg.Pool, clock: Callable[[], datetime],
-                 policy: DeliveryPolicy = DeliveryPolicy(), concurrency: int = 4):
+                 policy: DeliveryPolicy = DeliveryPolicy(), concurrency: int = 4, private_allowed: bool = False):
         """`locks`: the Deliverer's own connections (with DELIVERY_SETTINGS), one per subscription at work."""
         self.pool, self.locks, self.clock, self.policy = pool, locks, clock, policy
-        self.concurrency = concurrency
+        self.concurrency, self.private_allowed = concurrency, private_allowed
         self.http: aiohttp.ClientSession | None = None
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
-        self.http = aiohttp.ClientSession(headers={"User-Agent": "epm-notifications/1"})
+        self.http = http_client(self.private_allowed)
         self._task = asyncio.create_task(self._run())
 
     async def close(self) -> None:
@@ -150,12 +182,14 @@ class Deliverer:
             await self._failed(conn, sub, error, now, failures + 1)
             return position, 0, False
         last = changes[-1]
-        await conn.execute(
+        # next_attempt_at = now: to the back of the queue of due subscriptions. No row: it changed meanwhile
+        # (renewed, moved, deleted), so this turn ends; the next one reads it again.
+        current = await conn.fetchval(
             f"UPDATE {SUBSCRIPTIONS} SET cursor_txid = $3, cursor_id = $4, failed_attempts = 0, last_error = '', "
-            "last_delivered_at = CASE WHEN $5 THEN $6 ELSE last_delivered_at END "
-            "WHERE tenant_id = $1 AND id = $2", sub["tenant_id"], sub["id"], last["txid"], last["id"], bool(wanted),
-            now)
-        return feed.Position.of(last), len(wanted), len(changes) == self.policy.batch
+            "last_delivered_at = CASE WHEN $5 THEN $6 ELSE last_delivered_at END, next_attempt_at = $6 "
+            "WHERE tenant_id = $1 AND id = $2 AND version = $7 RETURNING true", sub["tenant_id"], sub["id"],
+            last["txid"], last["id"], bool(wanted), now, sub["version"])
+        return feed.Position.of(last), len(wanted), bool(current) and len(changes) == self.policy.batch
 
     async def _post(self, url: str, notifications: list[dict]) -> str | None:
         """None when the endpoint accepted the batch (any 2xx), else what went wrong."""
@@ -176,7 +210,7 @@ class Deliverer:
         retry = now + retry_delay(failures, self.policy, random.random())
         await conn.execute(
             f"UPDATE {SUBSCRIPTIONS} SET failed_attempts = $3, last_error = $4, paused_reason = $5, "
-            "next_attempt_at = $6 WHERE tenant_id = $1 AND id = $2",
-            sub["tenant_id"], sub["id"], failures, error, reason, retry)
+            "next_attempt_at = $6 WHERE tenant_id = $1 AND id = $2 AND version = $7",
+            sub["tenant_id"], sub["id"], failures, error, reason, retry, sub["version"])
         log.warning("notification delivery to %s failed (%d in a row): %s%s", sub["notification_url"], failures,
                     error, "; paused" if reason else "")

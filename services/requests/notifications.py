@@ -49,28 +49,34 @@ def parse_change_types(text: str) -> list[str]:
     return sorted(set(types), key=list(OPERATIONS).index)
 
 
-def url_problem(url: str) -> str | None:
-    """Notification URLs must be https; plain http is allowed to this machine only (development)."""
+def url_problem(url: str, private_allowed: bool) -> str | None:
+    """Notification URLs are https to a public address (names are checked again when they resolve: see
+    delivery.PublicResolver). `private_allowed` (development) also lets http, loopback and private addresses in."""
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
         parts.port  # noqa: B018 (raises on a bad port)
     except ValueError:
         return f"notificationUrl '{url}' is not a valid URL."
-    if parts.scheme == "https" and host:
+    if not host or parts.scheme not in ("https", "http"):
+        return "notificationUrl must be an https URL."
+    if private_allowed:
         return None
-    if parts.scheme == "http" and _loopback(host):
-        return None
-    return "notificationUrl must be an https URL (http only to localhost)."
+    if parts.scheme != "https":
+        return "notificationUrl must be an https URL."
+    if not public_host(host):
+        return "notificationUrl must not point to a loopback, private or link-local address."
+    return None
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
+def public_host(host: str) -> bool:
+    """False for localhost and for addresses that are not globally routable; names are resolved elsewhere."""
+    if host == "localhost" or host.endswith(".localhost"):
         return False
+    try:
+        return ipaddress.ip_address(host).is_global
+    except ValueError:
+        return True  # a name
 
 
 def expiration_problem(expires: datetime, now: datetime) -> str | None:

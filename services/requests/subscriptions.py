@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import aiohttp
 import asyncpg
@@ -30,6 +30,13 @@ from .servicer import READ, VIEW, caller
 NOUN = "subscription"
 UPDATABLE = frozenset({"expiration_date_time", "notification_url", "client_state"})
 MAX_PER_TENANT = 1000
+KEPT_AFTER_EXPIRY = timedelta(days=1)  # an expired subscription can still be read (and renewed) this long
+
+
+async def delete_expired(pool: asyncpg.Pool, now: datetime) -> int:
+    """Removes the subscriptions expired more than a day ago, in every tenant (the sweeper's job, by design)."""
+    done = await pool.execute(f"DELETE FROM {SUBSCRIPTIONS} WHERE expires_at < $1", now - KEPT_AFTER_EXPIRY)
+    return int(done.split()[-1])
 
 
 def to_proto(row, now: datetime) -> pb.Subscription:
@@ -55,8 +62,9 @@ def _checked(problem: str | None) -> None:
 
 class SubscriptionServicer(pb_grpc.SubscriptionServiceServicer):
     def __init__(self, pool: asyncpg.Pool, verifier: TokenVerifier, clock: Callable[[], datetime],
-                 http: Callable[[], aiohttp.ClientSession]):
+                 http: Callable[[], aiohttp.ClientSession], private_allowed: bool = False):
         self.pool, self.verifier, self.clock, self.http = pool, verifier, clock, http
+        self.private_allowed = private_allowed
 
     async def _caller(self, context):
         """Subscribing needs what reading the requests needs (a user: the view right too)."""
@@ -64,7 +72,7 @@ class SubscriptionServicer(pb_grpc.SubscriptionServiceServicer):
         return principal
 
     async def _validated(self, url: str) -> None:
-        _checked(url_problem(url))
+        _checked(url_problem(url, self.private_allowed))
         if failure := await validate_endpoint(self.http(), url):
             raise errors.invalid(f"Subscription validation request failed: {failure}.")
 
@@ -75,6 +83,9 @@ class SubscriptionServicer(pb_grpc.SubscriptionServiceServicer):
             filter_text = parse_resource(given.resource)
             change_types = parse_change_types(given.change_type)
             compile_filter(filter_text, CHANGE_FIELDS, [])
+            if filter_text and "deleted" in change_types:
+                raise SubscriptionError("A $filter cannot go with changeType deleted: a deleted request has nothing "
+                                        "left to filter on. Subscribe to deleted without a filter.")
         except (SubscriptionError, ODataError) as exc:
             raise errors.invalid(str(exc)) from None
         if not given.HasField("expiration_date_time"):
@@ -85,10 +96,10 @@ class SubscriptionServicer(pb_grpc.SubscriptionServiceServicer):
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
                                f"epm.subscriptions.{principal.tenant_id}")
-            if await conn.fetchval(f"SELECT count(*) FROM {SUBSCRIPTIONS} WHERE tenant_id = $1",
-                                   principal.tenant_id) >= MAX_PER_TENANT:
-                raise errors.RpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_SUBSCRIPTIONS",
-                                      f"A tenant may have at most {MAX_PER_TENANT} subscriptions.")
+            if await conn.fetchval(f"SELECT count(*) FROM {SUBSCRIPTIONS} WHERE tenant_id = $1 AND expires_at > $2",
+                                   principal.tenant_id, now) >= MAX_PER_TENANT:
+                raise errors.RpcError(grpc.StatusCode.PERMISSION_DENIED, "TOO_MANY_SUBSCRIPTIONS",
+                                      f"A tenant may have at most {MAX_PER_TENANT} active subscriptions.")
             start = await feed.head(conn)  # changes from now on
             row = await conn.fetchrow(
                 f"INSERT INTO {SUBSCRIPTIONS} (tenant_id, id, creator_id, application_id, resource, filter, "
@@ -136,8 +147,8 @@ class SubscriptionServicer(pb_grpc.SubscriptionServiceServicer):
             await self._validated(url)
         updated = await self.pool.fetchrow(  # and delivery resumes, from where it stopped
             f"UPDATE {SUBSCRIPTIONS} SET expires_at = $3, notification_url = $4, client_state = $5, "
-            "paused_reason = '', failed_attempts = 0, next_attempt_at = $6 WHERE tenant_id = $1 AND id = $2 "
-            "RETURNING *", row["tenant_id"], row["id"], expires, url, state, now)
+            "paused_reason = '', failed_attempts = 0, next_attempt_at = $6, version = version + 1 "
+            "WHERE tenant_id = $1 AND id = $2 RETURNING *", row["tenant_id"], row["id"], expires, url, state, now)
         if updated is None:
             raise errors.no_such(NOUN, request.id)
         return to_proto(updated, now)

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from services.requests.lifecycle import Policy
+from services.requests.subscriptions import delete_expired
 
 from ..receiver import Receiver
 from .test_elevation_requests import AUDIT, act, call, create, failure
@@ -90,7 +91,7 @@ async def test_an_endpoint_that_fails_the_handshake_is_refused(client, app, rece
     ({"resource": f"{RESOURCE}?$filter=status eq 'nonsense'"}, "nonsense"),
     ({"changeType": "created,exploded"}, "'exploded' is not a valid changeType"),
     ({"changeType": ""}, "changeType is required"),
-    ({"notificationUrl": "http://example.com/hook"}, "https"),
+    ({"notificationUrl": "ftp://example.com/hook"}, "https"),
     ({"notificationUrl": "not a url"}, "https"),
     ({"expirationDateTime": "2020-01-01T00:00:00Z"}, "in the future"),
     ({"expirationDateTime": None}, "expirationDateTime is required"),
@@ -98,6 +99,8 @@ async def test_an_endpoint_that_fails_the_handshake_is_refused(client, app, rece
     ({"includeResourceData": True}, "includeResourceData can only be false"),
     ({"creatorId": "someone"}, "read-only"),
     ({"colour": "blue"}, "colour"),
+    ({"changeType": "created,deleted", "resource": f"{RESOURCE}?$filter=status eq 'pending'"},
+     "cannot go with changeType deleted"),
 ])
 async def test_bad_subscriptions_are_400_with_a_reason(client, app, receiver, clock, overrides, message):
     body = {k: v for k, v in subscription(receiver, clock, **overrides).items() if v is not None}
@@ -257,3 +260,11 @@ async def test_expiry_is_notified_once_the_sweep_writes_it_down(client, app, req
     await requests_service.store.expire_due(clock.now())
     (expired,) = await receiver.wait_for(1)
     assert expired["resourceData"]["id"] == request["id"] and expired["changeType"] == "updated"
+
+
+async def test_long_expired_subscriptions_are_dropped_and_do_not_count(client, app, receiver, clock,
+                                                                         requests_service):
+    sub = await subscribe(client, app, receiver, clock, expirationDateTime=expiry(clock, 1))
+    assert await delete_expired(requests_service.store.pool, clock.now()) == 0  # expired or not, kept a day
+    assert await delete_expired(requests_service.store.pool, clock.now() + timedelta(days=1, minutes=2)) >= 1
+    await failure(client, "GET", f"{PATH}/{sub['id']}", app, 404)

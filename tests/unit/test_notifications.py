@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from services.common.odata import compile_filter
+from services.requests.delivery import PublicResolver
 from services.requests.notifications import (
     CHANGE_FIELDS,
     MAX_LIFETIME,
@@ -55,21 +56,26 @@ def test_change_types_are_checked_deduplicated_and_ordered():
             parse_change_types(bad)
 
 
-@pytest.mark.parametrize("url, ok", [
-    ("https://hooks.contoso.example/epm", True),
-    ("https://10.0.0.5:8443/x", True),
-    ("http://127.0.0.1:8080/x", True),
-    ("http://localhost/x", True),
-    ("http://[::1]:9000/x", True),
-    ("http://hooks.contoso.example/epm", False),
-    ("http://10.0.0.5/x", False),
-    ("ftp://host/x", False),
-    ("https:///nohost", False),
-    ("https://host:99999/x", False),
-    ("not a url", False),
+@pytest.mark.parametrize("url, ok, in_dev", [
+    ("https://hooks.contoso.example/epm", True, True),
+    ("https://8.8.8.8/x", True, True),
+    ("https://10.0.0.5:8443/x", False, True),        # private
+    ("https://169.254.169.254/latest", False, True),  # link-local: cloud metadata
+    ("https://127.0.0.1/x", False, True),
+    ("https://[::1]/x", False, True),
+    ("https://localhost/x", False, True),
+    ("https://api.localhost/x", False, True),
+    ("https://100.64.0.1/x", False, True),           # shared address space
+    ("http://hooks.contoso.example/epm", False, True),
+    ("http://127.0.0.1:8080/x", False, True),
+    ("ftp://host/x", False, False),
+    ("https:///nohost", False, False),
+    ("https://host:99999/x", False, False),
+    ("not a url", False, False),
 ])
-def test_notification_urls_must_be_https_except_to_this_machine(url, ok):
-    assert (url_problem(url) is None) is ok
+def test_notification_urls_are_https_to_public_addresses_unless_in_development(url, ok, in_dev):
+    assert (url_problem(url, private_allowed=False) is None) is ok
+    assert (url_problem(url, private_allowed=True) is None) is in_dev
 
 
 def test_expiry_must_be_ahead_and_within_graphs_limit():
@@ -115,3 +121,12 @@ def test_filters_run_on_the_changed_request_with_the_state_the_change_left():
     params: list = []
     sql = compile_filter("status eq 'approved' and deviceName eq 'PC-1'", CHANGE_FIELDS, params)
     assert "a.new_state" in sql and "r.device_name" in sql and params == ["approved", "PC-1"]
+
+
+async def test_names_resolve_to_public_addresses_only():
+    resolver = PublicResolver()
+    try:
+        with pytest.raises(OSError, match="no public address"):
+            await resolver.resolve("localhost", 443)
+    finally:
+        await resolver.close()

@@ -19,6 +19,8 @@ CREATE TABLE requests.subscriptions (
     last_error        text        NOT NULL DEFAULT '',
     last_delivered_at timestamptz,
     next_attempt_at   timestamptz NOT NULL,
+    version           integer     NOT NULL DEFAULT 1,  -- every update: a delivery in flight writes only its own
     PRIMARY KEY (tenant_id, id)
 );
 CREATE INDEX subscriptions_due ON requests.subscriptions (next_attempt_at) WHERE paused_reason = '';
+CREATE INDEX subscriptions_by_expiry ON requests.subscriptions (expires_at);

@@ -10,6 +10,7 @@ from . import graphjson, query
 from .errors import GraphError, bad_request
 from .graph import (
     call_options,
+    count_collection,
     count_reply,
     entity_body,
     list_collection,
@@ -86,10 +87,8 @@ async def list_(request: web.Request) -> web.Response:
 
 
 async def count(request: web.Request) -> web.Response:
-    options = query.parse(request.query, frozenset({"filter"}), PROPERTIES)
-    counted = await _stub(request).CountElevationRequests(pb.CountElevationRequestsRequest(filter=options.filter),
-                                                          **call_options(request))
-    return count_reply(counted.count)
+    return await count_collection(request, _stub(request).CountElevationRequests, pb.CountElevationRequestsRequest,
+                                  PROPERTIES)
 
 
 async def get(request: web.Request) -> web.Response:

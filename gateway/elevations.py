@@ -11,7 +11,7 @@ from . import graphjson, query
 from .errors import GraphError
 from .graph import (
     call_options,
-    count_reply,
+    count_collection,
     entity_body,
     list_collection,
     located,
@@ -57,10 +57,8 @@ async def list_(request: web.Request) -> web.Response:
 
 
 async def count(request: web.Request) -> web.Response:
-    options = query.parse(request.query, frozenset({"filter"}), PROPERTIES)
-    reply_ = await _stub(request).CountElevationEvents(pb.CountElevationEventsRequest(filter=options.filter),
-                                                       **call_options(request))
-    return count_reply(reply_.count)
+    return await count_collection(request, _stub(request).CountElevationEvents, pb.CountElevationEventsRequest,
+                                  PROPERTIES)
 
 
 async def summary(request: web.Request) -> web.Response:

@@ -1,11 +1,13 @@
 """Tells the requests service which devices elevation events come from (RecordSeenDevices), so they join its
 managed device inventory. Best effort and off the ingest path: a slow or absent requests service never slows or
-fails ingest. Each device is reported once per process (a bounded memory of those reported); a report that fails
-is forgotten, so the device's next event tries again."""
+fails ingest. Each device is reported once an hour at most per process (a bounded memory of those reported), so
+its last-seen time is at most that stale; a report that fails is forgotten, so the device's next event tries
+again."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 
 import grpc
@@ -18,26 +20,31 @@ from .model import COLUMNS
 
 log = logging.getLogger("epm.events.seen_devices")
 REMEMBERED = 100_000  # devices (tenant, id) this process knows it reported
+REFRESH = 3600.0      # seconds after which a device seen again is reported again (its last-seen time moves)
 PER_CALL = 1000
 # Positions in the stored rows, (tenant_id, *model.to_row(event)); event_date_time is in epoch microseconds.
 _DEVICE, _NAME, _TIME, _UPN = (1 + COLUMNS.index(c) for c in ("device_id", "device_name", "event_date_time", "upn"))
 
 
 class Reported:
-    """A bounded set of (tenant, device id) keys, the least recently met forgotten first. No I/O."""
+    """A bounded map of (tenant, device id) keys to when they were reported, the least recently met forgotten
+    first. No I/O: `now` is passed in."""
 
-    def __init__(self, size: int = REMEMBERED):
-        self._keys: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self._size = size
+    def __init__(self, size: int = REMEMBERED, refresh: float = REFRESH):
+        self._keys: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._size, self._refresh = size, refresh
 
-    def claim(self, keys) -> list[tuple[str, str]]:
-        """The keys not reported yet, now taken as reported; the known ones count as just met."""
+    def claim(self, keys, now: float) -> list[tuple[str, str]]:
+        """The keys not reported in the last `refresh` seconds, now taken as reported; the others count as just
+        met."""
         new = []
         for key in keys:
-            if key in self._keys:
+            reported = self._keys.get(key)
+            if reported is not None and now - reported < self._refresh:
                 self._keys.move_to_end(key)
                 continue
-            self._keys[key] = None
+            self._keys[key] = now
+            self._keys.move_to_end(key)
             new.append(key)
         while len(self._keys) > self._size:
             self._keys.popitem(last=False)
@@ -74,7 +81,8 @@ class SeenDeviceReporter:
         if not rows:
             return
         tenant = rows[0][0]
-        if new := self._reported.claim((tenant, device.lower()) for device in {row[_DEVICE] for row in rows}):
+        keys = ((tenant, device.lower()) for device in {row[_DEVICE] for row in rows})
+        if new := self._reported.claim(keys, time.monotonic()):
             latest = latest_by_device(rows, {key for _, key in new})
             seen = [latest[key] for _, key in new]
             self._background.start(self._send(new, seen, forwarded(context.invocation_metadata())))

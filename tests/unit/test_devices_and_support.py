@@ -71,14 +71,22 @@ def test_stored_events_tell_the_latest_per_wanted_device_in_any_case():
 
 
 def test_reported_devices_are_claimed_once_forgotten_on_failure_and_bounded():
-    reported = Reported(size=3)
-    assert reported.claim([("t", "a"), ("t", "b")]) == [("t", "a"), ("t", "b")]
-    assert reported.claim([("t", "a"), ("u", "a")]) == [("u", "a")]  # per tenant
+    reported = Reported(size=3, refresh=3600)
+    assert reported.claim([("t", "a"), ("t", "b")], 0) == [("t", "a"), ("t", "b")]
+    assert reported.claim([("t", "a"), ("u", "a")], 1) == [("u", "a")]  # per tenant
     reported.forget([("u", "a")])  # its report failed: the next event tries again
-    assert reported.claim([("u", "a")]) == [("u", "a")]
-    reported.claim([("t", "a")])  # met again: the most recent now
-    assert reported.claim([("t", "c")]) == [("t", "c")]  # over the bound: the least recently met ("t", "b") goes
-    assert reported.claim([("t", "b"), ("t", "a")]) == [("t", "b")]
+    assert reported.claim([("u", "a")], 2) == [("u", "a")]
+    reported.claim([("t", "a")], 3)  # met again: the most recent now
+    assert reported.claim([("t", "c")], 4) == [("t", "c")]  # over the bound: the least recently met ("t", "b") goes
+    assert reported.claim([("t", "b"), ("t", "a")], 5) == [("t", "b")]
+
+
+def test_a_device_seen_again_after_the_refresh_is_reported_again():
+    reported = Reported(size=10, refresh=3600)
+    assert reported.claim([("t", "a")], 0) == [("t", "a")]
+    assert reported.claim([("t", "a")], 3599) == []
+    assert reported.claim([("t", "a")], 3600) == [("t", "a")]  # its last-seen time moves on
+    assert reported.claim([("t", "a")], 3601) == []
 
 
 # --- which open request a new one repeats --------------------------------------------------------------

@@ -8,6 +8,7 @@ import signal
 
 from aiohttp import web
 
+from services.common.metrics import metrics_cleanups
 from services.common.settings import Settings
 
 from .app import create_app
@@ -21,12 +22,15 @@ async def run(settings: Settings) -> None:
     await runner.setup()
     await web.TCPSite(runner, "0.0.0.0", settings.gateway_port).start()
     log.info("gateway listening on port %d", settings.gateway_port)
+    stop_metrics = await metrics_cleanups(settings.metrics_port)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
     await runner.cleanup()
+    for cleanup in stop_metrics:
+        await cleanup()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.auth import AuthError, TokenVerifier, bearer
 from services.common.logs import request_id
+from services.common.metrics import record_http
 from services.common.settings import Settings
 
 from . import (
@@ -33,7 +34,7 @@ log = logging.getLogger("epm.gateway")
 @web.middleware
 async def graph_middleware(request: web.Request, handler):
     """Request ids, bearer auth for /beta and /support, Graph error bodies (MMD's under /support), Graph response
-    headers, access log."""
+    headers, access log, metrics."""
     started = time.perf_counter()
     rid = str(uuid.uuid4())
     client_rid = request.headers.get("client-request-id", "")
@@ -54,6 +55,7 @@ async def graph_middleware(request: web.Request, handler):
         response = render(errors.from_rpc(exc))
     except web.HTTPException as exc:  # routing: 404 unknown path, 405 wrong method
         if exc.status < 400:
+            record_http(request, exc.status, time.perf_counter() - started)
             raise
         response = render(errors.GraphError(exc.status, exc.reason))
     except Exception:
@@ -63,10 +65,12 @@ async def graph_middleware(request: web.Request, handler):
     response.headers["request-id"] = rid
     response.headers["client-request-id"] = client_rid or rid
     response.headers["Cache-Control"] = "no-store"
+    elapsed = time.perf_counter() - started
+    record_http(request, response.status, elapsed)
     if log.isEnabledFor(logging.INFO):
         log.info("%s %s %d", request.method, request.path, response.status, extra={"fields": {
             "method": request.method, "path": request.path, "status": response.status,
-            "client_request_id": client_rid, "ms": round((time.perf_counter() - started) * 1000, 2)}})
+            "client_request_id": client_rid, "ms": round(elapsed * 1000, 2)}})
     return response
 
 

@@ -119,9 +119,11 @@ def up(args: argparse.Namespace) -> None:
     env.setdefault("EPM_REPUTATION_ADDR", f"127.0.0.1:{env.get('EPM_REPUTATION_PORT', '50053')}")
     env.setdefault("EPM_OPERATOR_TENANT", DEV_TENANT)
     env.setdefault("EPM_NOTIFY_PRIVATE_NETWORKS", "true")  # one machine: its subscribers are local
+    metrics = int(os.environ.get("EPM_METRICS_PORT") or 0)  # one machine: each process its own port from there
     children = []
-    for name in PROCESSES:
-        children.append(subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name], env=env))
+    for i, name in enumerate(PROCESSES):
+        child_env = dict(env, EPM_METRICS_PORT=str(metrics + i)) if metrics else env
+        children.append(subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name], env=child_env))
         if not _wait_ready(name, env, children[-1]):
             _stop(children)
             raise SystemExit(f"epm: the {name} process did not start; see its log above")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine
 
+from .metrics import track_background
+
 FORWARDED = ("authorization", "x-request-id")
 
 
@@ -16,6 +18,11 @@ def forwarded(metadata) -> tuple[tuple[str, str], ...]:
 class Background:
     def __init__(self):
         self._running: set[asyncio.Task] = set()
+        track_background(self)
+
+    @property
+    def pending(self) -> int:
+        return len(self._running)
 
     def start(self, work: Coroutine) -> None:
         task = asyncio.ensure_future(work)

@@ -22,6 +22,7 @@ import grpc
 from google.protobuf.message import Message
 
 from . import errors
+from .metrics import track_feed_streams
 
 NIL = uuid.UUID(int=0)
 
@@ -118,6 +119,7 @@ class FeedStreams:
         self.pool, self.stopping = pool, stopping
         self.batch, self.poll, self.reauthorize = batch, poll, reauthorize
         self.open = 0  # streams being served now
+        track_feed_streams(self)
 
     async def responses(self, context: grpc.aio.ServicerContext, request, source: str, params: list,
                         authorized: Callable[[], Awaitable], item: Callable[[str, asyncpg.Record], Message],

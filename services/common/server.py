@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 
 from .errors import RpcError
 from .logs import request_id
+from .metrics import grpc_recorder
 
 log = logging.getLogger("epm.grpc")
 
@@ -25,8 +26,12 @@ def _request_id(context: grpc.aio.ServicerContext) -> str:
     return next((v for k, v in context.invocation_metadata() or () if k == "x-request-id"), "") or str(uuid.uuid4())
 
 
+def _aborted(context: grpc.aio.ServicerContext) -> str:
+    return context.code().name if context.code() else "ABORTED"
+
+
 class RequestInterceptor(grpc.aio.ServerInterceptor):
-    """Sets the request id from `x-request-id` metadata, maps RpcError to its status, logs each call.
+    """Sets the request id from `x-request-id` metadata, maps RpcError to its status, logs and counts each call.
     The wrapped handler of each method is built once."""
 
     def __init__(self):
@@ -53,23 +58,37 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
 
     @staticmethod
     def _wrap_stream(behavior, method: str):
+        record = grpc_recorder(method)
+
         async def call(request, context: grpc.aio.ServicerContext):
             request_id.set(_request_id(context))
             log.info("%s started", method, extra={"fields": {"method": method}})
+            started = time.perf_counter()
+            code = "OK"
             try:
                 async for response in behavior(request, context):
                     yield response
             except RpcError as exc:
+                code = exc.status.code.name
                 await context.abort_with_status(exc.status)
-            except (grpc.aio.AbortError, asyncio.CancelledError):
+            except grpc.aio.AbortError:
+                code = _aborted(context)
+                raise
+            except (asyncio.CancelledError, GeneratorExit):
+                code = "CANCELLED"
                 raise
             except Exception:
+                code = "INTERNAL"
                 log.exception("unhandled error in %s", method)
                 await context.abort(grpc.StatusCode.INTERNAL, "Internal error.")
+            finally:
+                record(code, time.perf_counter() - started)
         return call
 
     @staticmethod
     def _wrap(behavior, method: str):
+        record = grpc_recorder(method)
+
         async def call(request, context: grpc.aio.ServicerContext):
             request_id.set(_request_id(context))
             started = time.perf_counter()
@@ -80,7 +99,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                 code = exc.status.code.name
                 await context.abort_with_status(exc.status)
             except grpc.aio.AbortError:
-                code = context.code().name if context.code() else "ABORTED"
+                code = _aborted(context)
                 raise
             except asyncpg.DataError as exc:  # a value PostgreSQL refuses, e.g. from a forged page token
                 code = "INVALID_ARGUMENT"
@@ -93,9 +112,11 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                 log.exception("unhandled error in %s", method)
                 await context.abort(grpc.StatusCode.INTERNAL, "Internal error.")
             finally:
+                elapsed = time.perf_counter() - started
+                record(code, elapsed)
                 if log.isEnabledFor(logging.INFO):
                     log.info("%s %s", method, code, extra={"fields": {
-                        "method": method, "code": code, "ms": round((time.perf_counter() - started) * 1000, 2)}})
+                        "method": method, "code": code, "ms": round(elapsed * 1000, 2)}})
         return call
 
 

@@ -32,6 +32,7 @@ class Settings:
     operator_tenant: str = ""         # the tenant whose writers may import feeds shared by every tenant
     notify_private_networks: bool = False  # notifications may go to http, loopback and private addresses (dev)
     gateway_port: int = 8080
+    metrics_port: int = 0             # Prometheus /metrics on this port; 0: none
     events_retention_days: int = 365  # monthly partitions older than this are dropped
     approval_window_hours: float = 24.0  # default per tenant: elevation allowed this long after approval
     pending_ttl_days: float = 7.0        # default per tenant: unreviewed requests expire after this
@@ -59,6 +60,7 @@ class Settings:
             operator_tenant=env("EPM_OPERATOR_TENANT", "").lower(),
             notify_private_networks=env("EPM_NOTIFY_PRIVATE_NETWORKS", "false").lower() in ("1", "true", "yes"),
             gateway_port=_int("EPM_GATEWAY_PORT", cls.gateway_port),
+            metrics_port=_int("EPM_METRICS_PORT", cls.metrics_port),
             approval_window_hours=float(env("EPM_APPROVAL_WINDOW_HOURS", str(cls.approval_window_hours))),
             pending_ttl_days=float(env("EPM_PENDING_TTL_DAYS", str(cls.pending_ttl_days))),
             max_open_per_device=_int("EPM_MAX_OPEN_PER_DEVICE", cls.max_open_per_device),

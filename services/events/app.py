@@ -16,6 +16,7 @@ from epm.events.v1 import elevation_event_service_pb2_grpc as pb_grpc
 from ..common import db
 from ..common.auth import TokenVerifier
 from ..common.feed import FeedStreams
+from ..common.metrics import metrics_cleanups
 from ..common.server import Running, serve
 from ..common.settings import Settings
 from .feed import ElevationEventFeedServicer
@@ -55,7 +56,8 @@ async def start(settings: Settings, address: str | None = None) -> Running:
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
 
-    running.cleanups += [pool.close, verifier.close, usage.close, devices.close, stop_sweeper]
+    running.cleanups += [pool.close, verifier.close, usage.close, devices.close, stop_sweeper,
+                         *await metrics_cleanups(settings.metrics_port)]
     running.feeds = feeds  # tests see how many streams are open
     return running
 

@@ -11,6 +11,7 @@ from epm.events.v1 import elevation_event_service_pb2_grpc as pb_grpc
 
 from ..common import errors, paging
 from ..common.auth import CONFIG_READ, CONFIG_WRITE, DEVICES_READ, DEVICES_WRITE, TokenVerifier, authorize
+from ..common.metrics import EVENTS_INGESTED, EVENTS_REJECTED
 from ..common.odata import ODataError
 from . import model
 from .seen_devices import SeenDeviceReporter
@@ -44,10 +45,12 @@ class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
     async def RecordElevationEvent(self, request, context):
         caller = await self._caller(context, WRITE)
         if reason := self._problem(request.event):
+            EVENTS_REJECTED.inc()
             raise errors.invalid(reason)
         row = model.to_row(request.event)
         stored = (caller.tenant_id, *row)
         new = await self.store.insert_one(stored)
+        EVENTS_INGESTED.inc(bool(new))
         if self.devices:
             self.devices.report([stored], context)
         if self.usage and request.event.elevation_type == SUPPORT_APPROVED:
@@ -72,6 +75,7 @@ class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
                         rows.append((tenant, *model.to_row(event)))
                         valid.append(event)
                 result.received += len(batch.events)
+                EVENTS_REJECTED.inc(len(batch.events) - len(rows))
                 if len(writing) == MAX_WRITES_IN_FLIGHT:
                     self._count(result, *await writing.pop(0))
                 writing.append(asyncio.ensure_future(self._insert(rows, valid, context)))
@@ -93,6 +97,7 @@ class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
     @staticmethod
     def _count(result: pb.IngestElevationEventsResponse, valid: int, inserted: int) -> None:
         result.inserted += inserted
+        EVENTS_INGESTED.inc(inserted)
         result.duplicates += valid - inserted
 
     async def GetElevationEvent(self, request, context):

@@ -11,6 +11,7 @@ from epm.reputation.v1 import file_reputation_service_pb2_grpc as pb_grpc
 
 from ..common import db
 from ..common.auth import TokenVerifier
+from ..common.metrics import metrics_cleanups
 from ..common.server import Running, serve
 from ..common.settings import Settings
 from .peers import Peers
@@ -37,5 +38,5 @@ async def start(settings: Settings, address: str | None = None,
         [(SERVICE, lambda server: pb_grpc.add_FileReputationServiceServicer_to_server(servicer, server))],
         address or f"[::]:{settings.reputation_port}",
     )
-    running.cleanups += [pool.close, verifier.close, peers.close]
+    running.cleanups += [pool.close, verifier.close, peers.close, *await metrics_cleanups(settings.metrics_port)]
     return running

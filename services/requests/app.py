@@ -25,6 +25,7 @@ from epm.requests.v1 import support_elevation_service_pb2_grpc as support_grpc
 from ..common import db
 from ..common.auth import TokenVerifier
 from ..common.feed import FeedStreams
+from ..common.metrics import metrics_cleanups
 from ..common.server import Running, serve
 from ..common.settings import Settings
 from .audit_feed import AuditFeedServicer
@@ -106,7 +107,7 @@ async def start(settings: Settings, address: str | None = None,
             await sweeper
 
     running.cleanups += [pool.close, deliverer.locks.close, verifier.close, hub.stop, stop_sweeper, verdicts.close,
-                         deliverer.close]  # run in reverse
+                         deliverer.close, *await metrics_cleanups(settings.metrics_port)]  # run in reverse
     running.deliverer = deliverer  # tests deliver on demand
     running.feeds = feeds  # tests see how many streams are open
     running.store = store  # tests drive the sweeper and tenant policies through it

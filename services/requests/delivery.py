@@ -25,6 +25,7 @@ import aiohttp.abc
 import asyncpg
 
 from ..common import feed
+from ..common.metrics import NOTIFICATION_FAILURES, NOTIFICATIONS_DELIVERED
 from ..common.odata import compile_filter
 from .notifications import (
     CHANGE_FIELDS,
@@ -181,6 +182,7 @@ class Deliverer:
         if wanted and (error := await self._post(sub["notification_url"], wanted)):
             await self._failed(conn, sub, error, now, failures + 1)
             return position, 0, False
+        NOTIFICATIONS_DELIVERED.inc(len(wanted))
         last = changes[-1]
         # next_attempt_at = now: to the back of the queue of due subscriptions. No row: it changed meanwhile
         # (renewed, moved, deleted), so this turn ends; the next one reads it again.
@@ -206,6 +208,7 @@ class Deliverer:
             return f"{type(exc).__name__}: {exc}"[:300]
 
     async def _failed(self, conn: asyncpg.Connection, sub, error: str, now: datetime, failures: int) -> None:
+        NOTIFICATION_FAILURES.inc()
         reason = pause_reason(failures, error, self.policy)
         retry = now + retry_delay(failures, self.policy, random.random())
         await conn.execute(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine
 
+import grpc
+
 from .metrics import track_background
 
 FORWARDED = ("authorization", "x-request-id")
@@ -33,3 +35,17 @@ class Background:
         """Waits (at most `timeout` seconds) for the work still running."""
         if self._running:
             await asyncio.wait(self._running, timeout=timeout)
+
+
+class Forwarder:
+    """Best-effort calls to another service on callers' behalf: one channel and stub, and the calls in flight
+    tracked so that `close` waits for them."""
+
+    def __init__(self, address: str, stub_class):
+        self._channel = grpc.aio.insecure_channel(address)
+        self._stub = stub_class(self._channel)
+        self._background = Background()
+
+    async def close(self) -> None:
+        await self._background.close()
+        await self._channel.close()

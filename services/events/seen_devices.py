@@ -15,7 +15,7 @@ from epm.requests.v1 import managed_device_service_pb2 as devices_pb
 from epm.requests.v1 import managed_device_service_pb2_grpc as devices_grpc
 from google.protobuf import timestamp_pb2
 
-from ..common.background import Background, forwarded
+from ..common.background import Forwarder, forwarded
 from .model import COLUMNS
 
 log = logging.getLogger("epm.events.seen_devices")
@@ -68,11 +68,9 @@ def latest_by_device(rows, wanted: set[str]) -> dict[str, devices_pb.SeenDevice]
         for key, row in latest.items()}
 
 
-class SeenDeviceReporter:
+class SeenDeviceReporter(Forwarder):
     def __init__(self, address: str, remembered: int = REMEMBERED):
-        self._channel = grpc.aio.insecure_channel(address)
-        self._stub = devices_grpc.ManagedDeviceServiceStub(self._channel)
-        self._background = Background()
+        super().__init__(address, devices_grpc.ManagedDeviceServiceStub)
         self._reported = Reported(remembered)
 
     def report(self, rows: list[tuple], context) -> None:
@@ -97,7 +95,3 @@ class SeenDeviceReporter:
                 self._reported.forget(keys[start:start + PER_CALL])
                 log.warning("could not report %d seen devices: %s %s", len(seen[start:start + PER_CALL]),
                             exc.code().name, exc.details())
-
-    async def close(self) -> None:
-        await self._background.close()
-        await self._channel.close()

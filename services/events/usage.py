@@ -11,17 +11,15 @@ from epm.events.v1 import elevation_event_service_pb2 as pb
 from epm.requests.v1 import elevation_request_service_pb2 as requests_pb
 from epm.requests.v1 import elevation_request_service_pb2_grpc as requests_grpc
 
-from ..common.background import Background, forwarded
+from ..common.background import Forwarder, forwarded
 
 log = logging.getLogger("epm.events.usage")
 SUPPORT_APPROVED = pb.ELEVATION_TYPE_SUPPORT_APPROVED_ELEVATION
 
 
-class UsageReporter:
+class UsageReporter(Forwarder):
     def __init__(self, address: str):
-        self._channel = grpc.aio.insecure_channel(address)
-        self._stub = requests_grpc.ElevationRequestServiceStub(self._channel)
-        self._background = Background()
+        super().__init__(address, requests_grpc.ElevationRequestServiceStub)
 
     def report(self, events, context) -> None:
         """Forwards the supportApprovedElevation events among `events` with the caller's own credentials."""
@@ -38,7 +36,3 @@ class UsageReporter:
             except grpc.aio.AioRpcError as exc:
                 log.warning("could not report a support-approved elevation on %s: %s %s", event.device_id,
                             exc.code().name, exc.details())
-
-    async def close(self) -> None:
-        await self._background.close()
-        await self._channel.close()

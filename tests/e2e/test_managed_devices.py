@@ -12,6 +12,8 @@ import aiohttp
 import pytest
 from epm.events.v1 import elevation_event_service_pb2 as events_pb
 from epm.events.v1 import elevation_event_service_pb2_grpc as events_grpc
+from epm.requests.v1 import managed_device_service_pb2 as devices_pb
+from epm.requests.v1 import managed_device_service_pb2_grpc as devices_grpc
 from google.protobuf import timestamp_pb2
 
 from .test_elevations import NOW, error_of, event, post, sha
@@ -252,7 +254,12 @@ async def test_an_admin_takes_over_a_device_seen_in_events(http):
         "source": "api", "lastSeenDateTime": before["@epm.discovery"]["lastSeenDateTime"]}
 
 
-async def test_events_from_ids_that_are_not_guids_do_not_become_devices(http):
+async def test_events_from_ids_that_are_not_guids_do_not_become_devices(http, requests_channel, token):
+    stub = devices_grpc.ManagedDeviceServiceStub(requests_channel)
+    answer = await stub.RecordSeenDevices(devices_pb.RecordSeenDevicesRequest(devices=[
+        devices_pb.SeenDevice(device_id="not-a-guid", device_name="ODD-PC")]),
+        metadata=(("authorization", f"Bearer {token()}"),))
+    assert (answer.recorded, answer.ignored) == (0, 1)  # refused by the service, not lost on the way
     await post(http, event(deviceId="not-a-guid", deviceName="ODD-PC"))
     marker = str(uuid.uuid4())  # reported after the odd one: once it is in, the odd one was handled
     await post(http, event(deviceId=marker, deviceName="MARKER-PC"))

@@ -114,9 +114,10 @@ def start(name: str, argv: list[str], port: int, env: dict[str, str] | None = No
 
 
 def serve_epm(process: str, port: int, env: dict[str, str]) -> Proc:
-    """`python -m services.cli serve PROCESS`, logging at WARNING."""
+    """`python -m services.cli serve PROCESS`, logging at WARNING, the gateway's throttling off (one client here
+    is all of a tenant's load)."""
     return start(process, [PYTHON, "-m", "services.cli", "serve", process], port,
-                 {"EPM_LOG_LEVEL": "WARNING", **env})
+                 {"EPM_LOG_LEVEL": "WARNING", "EPM_THROTTLE_TENANT": "0", "EPM_THROTTLE_CLIENT": "0", **env})
 
 
 # ---- /proc --------------------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ from . import (
     subscriptions,
     support,
 )
-from .graph import CHANNELS, PRINCIPAL, REQUEST_ID, SETTINGS, STUBS, VERIFIER
+from .graph import CHANNELS, PRINCIPAL, REQUEST_ID, SETTINGS, STUBS, THROTTLE, VERIFIER
+from .throttle import Limit, Throttle
 
 log = logging.getLogger("epm.gateway")
 
@@ -45,9 +46,14 @@ async def graph_middleware(request: web.Request, handler):
     try:
         if request.path.startswith(("/beta/", support.PREFIX)):
             try:
-                request[PRINCIPAL] = await request.app[VERIFIER].verify(bearer(request.headers.get("Authorization")))
+                principal = await request.app[VERIFIER].verify(bearer(request.headers.get("Authorization")))
             except AuthError as exc:
                 raise errors.GraphError(401, str(exc)) from None
+            request[PRINCIPAL] = principal
+            if retry_after := request.app[THROTTLE].admit(principal.tenant_id,
+                                                          principal.client_id or principal.object_id):
+                raise errors.GraphError(429, f"Too many requests. Retry after {retry_after} seconds.",
+                                        retry_after=retry_after)
         response = await handler(request)
     except errors.GraphError as exc:
         response = render(exc)
@@ -96,6 +102,7 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
     app = web.Application(middlewares=[graph_middleware], client_max_size=4 * 1024 * 1024)
     app[SETTINGS] = settings
     app[VERIFIER] = verifier or TokenVerifier.from_settings(settings)
+    app[THROTTLE] = Throttle(Limit.parse(settings.throttle_tenant), Limit.parse(settings.throttle_client))
 
     async def lifecycle(app: web.Application):
         app[CHANNELS] = {"events": grpc.aio.insecure_channel(settings.events_addr),

@@ -30,9 +30,10 @@ CODES = {400: "BadRequest", 401: "InvalidAuthenticationToken", 403: "Forbidden",
 
 
 class GraphError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None):
+    def __init__(self, status: int, message: str, code: str | None = None, retry_after: int = 5):
         super().__init__(message)
         self.status, self.message, self.code = status, message, code or CODES.get(status, "UnknownError")
+        self.retry_after = retry_after  # seconds, sent with 429 and 503
 
 
 def bad_request(message: str) -> GraphError:
@@ -51,7 +52,14 @@ def response(error: GraphError, request_id: str, client_request_id: str) -> web.
     inner = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"), "request-id": request_id,
              "client-request-id": client_request_id or request_id}
     body = {"error": {"code": error.code, "message": error.message, "innerError": inner}}
-    headers = {"Retry-After": "5"} if error.status in (429, 503) else {}
+    return web.Response(status=error.status, text=json.dumps(body), content_type="application/json",
+                        headers=headers(error))
+
+
+def headers(error: GraphError) -> dict[str, str]:
+    """Retry-After on 429 and 503, the bearer challenge on 401."""
+    if error.status in (429, 503):
+        return {"Retry-After": str(error.retry_after)}
     if error.status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="epm", error="invalid_token"'
-    return web.Response(status=error.status, text=json.dumps(body), content_type="application/json", headers=headers)
+        return {"WWW-Authenticate": 'Bearer realm="epm", error="invalid_token"'}
+    return {}

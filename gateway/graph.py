@@ -11,9 +11,11 @@ from services.common.settings import Settings
 
 from . import query
 from .errors import GraphError, bad_request
+from .throttle import Throttle
 
 SETTINGS = web.AppKey("settings", Settings)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
+THROTTLE = web.AppKey("throttle", Throttle)
 CHANNELS = web.AppKey("channels", dict)
 STUBS = web.AppKey("stubs", dict)
 PRINCIPAL = web.RequestKey("principal", Principal)

@@ -21,7 +21,7 @@ from epm.requests.v1 import support_elevation_service_pb2_grpc as pb_grpc
 
 from services.common.enums import to_graph
 
-from . import graphjson, query
+from . import errors, graphjson, query
 from .errors import GraphError, bad_request
 from .graph import JSON, call_options, caller, read_json, stub
 
@@ -39,9 +39,8 @@ NO_TENANT = "This tenant does not exist."
 
 def error_response(error: GraphError) -> web.Response:
     """MMD's error body: the HTTP status as a string in `code`."""
-    headers = {"WWW-Authenticate": 'Bearer realm="epm", error="invalid_token"'} if error.status == 401 else {}
     body = {"error": {"code": str(error.status), "message": error.message}}
-    return web.Response(status=error.status, text=json.dumps(body), content_type=JSON, headers=headers)
+    return web.Response(status=error.status, text=json.dumps(body), content_type=JSON, headers=errors.headers(error))
 
 
 def _stub(request: web.Request) -> pb_grpc.SupportElevationServiceStub:

@@ -40,6 +40,7 @@ class Principal:
     upn: str
     permissions: frozenset[str]  # scp and roles together: both grant the same Graph permissions
     delegated: bool = False      # a user's token (scp), as opposed to an application's (roles only)
+    client_id: str = ""          # the calling application (azp, or v1's appid), when the token names it
 
     def missing(self, any_of: Iterable[str]) -> list[str] | None:
         """None when the principal holds one of `any_of`, else the sorted list it would need."""
@@ -70,6 +71,7 @@ def principal_from_claims(claims: dict) -> Principal:
         upn=str(claims.get("upn") or claims.get("preferred_username") or ""),
         permissions=frozenset(scopes.split()) | frozenset(r for r in roles if isinstance(r, str)),
         delegated=bool(scopes.strip()),
+        client_id=str(claims.get("azp") or claims.get("appid") or ""),
     )
 
 
@@ -151,14 +153,16 @@ class TokenVerifier:
 
 
 def mint(secret: str, *, tenant: str, scopes: Iterable[str] = (), roles: Iterable[str] = (),
-         oid: str | None = None, upn: str = "", hours: float = 8.0) -> str:
-    """A dev token (HS256) shaped like an Entra ID v2 access token."""
+         oid: str | None = None, upn: str = "", hours: float = 8.0, client_id: str = "") -> str:
+    """A dev token (HS256) shaped like an Entra ID v2 access token; `client_id` is the calling app (azp)."""
     now = int(time.time())
     claims = {
         "aud": "https://graph.microsoft.com", "iss": f"https://sts.windows.net/{tenant}/",
         "iat": now, "nbf": now, "exp": now + int(hours * 3600),
         "tid": tenant, "oid": oid or str(uuid.uuid4()), "upn": upn,
     }
+    if client_id:
+        claims["azp"] = client_id
     if scopes := " ".join(scopes):
         claims["scp"] = scopes
     if roles := list(roles):

@@ -32,6 +32,8 @@ class Settings:
     operator_tenant: str = ""         # the tenant whose writers may import feeds shared by every tenant
     notify_private_networks: bool = False  # notifications may go to http, loopback and private addresses (dev)
     gateway_port: int = 8080
+    throttle_tenant: str = "1000/2000"  # gateway rate limit per tenant: RATE[/BURST] requests per second; 0: none
+    throttle_client: str = "500/1000"   # per application (else user) within a tenant
     metrics_port: int = 0             # Prometheus /metrics on this port; 0: none
     events_retention_days: int = 365  # monthly partitions older than this are dropped
     approval_window_hours: float = 24.0  # default per tenant: elevation allowed this long after approval
@@ -60,6 +62,8 @@ class Settings:
             operator_tenant=env("EPM_OPERATOR_TENANT", "").lower(),
             notify_private_networks=env("EPM_NOTIFY_PRIVATE_NETWORKS", "false").lower() in ("1", "true", "yes"),
             gateway_port=_int("EPM_GATEWAY_PORT", cls.gateway_port),
+            throttle_tenant=env("EPM_THROTTLE_TENANT", cls.throttle_tenant),
+            throttle_client=env("EPM_THROTTLE_CLIENT", cls.throttle_client),
             metrics_port=_int("EPM_METRICS_PORT", cls.metrics_port),
             approval_window_hours=float(env("EPM_APPROVAL_WINDOW_HOURS", str(cls.approval_window_hours))),
             pending_ttl_days=float(env("EPM_PENDING_TTL_DAYS", str(cls.pending_ttl_days))),

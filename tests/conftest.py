@@ -190,3 +190,20 @@ async def http(gateway_url, token):
         base_url=gateway_url, headers={"Authorization": f"Bearer {token()}"}
     ) as session:
         yield session
+
+
+_FIGURES: list[tuple[str, str]] = []
+
+
+@pytest.fixture
+def figures(request):
+    """figures(text): a measured figure of this test (requests tried, faults injected, writes verified), printed
+    in the run's summary."""
+    return lambda text: _FIGURES.append((request.node.nodeid, text))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _FIGURES:
+        terminalreporter.section("figures")
+        for nodeid, text in _FIGURES:
+            terminalreporter.write_line(f"{nodeid}: {text}")

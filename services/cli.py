@@ -7,7 +7,7 @@ import asyncio
 import os
 import secrets
 import signal
-import subprocess
+import subprocess  # nosec B404 # starts this package's own processes, argv lists, no shell
 import sys
 import time
 from pathlib import Path
@@ -123,7 +123,7 @@ def up(args: argparse.Namespace) -> None:
     children = []
     for i, name in enumerate(PROCESSES):
         child_env = dict(env, EPM_METRICS_PORT=str(metrics + i)) if metrics else env
-        children.append(subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name], env=child_env))
+        children.append(subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name], env=child_env))  # nosec B603 # fixed argv
         if not _wait_ready(name, env, children[-1]):
             _stop(children)
             raise SystemExit(f"epm: the {name} process did not start; see its log above")

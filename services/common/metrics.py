@@ -67,7 +67,7 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def start_metrics_server(port: int, host: str = "0.0.0.0") -> web.AppRunner:
+async def start_metrics_server(port: int, host: str = "0.0.0.0") -> web.AppRunner:  # nosec B104 # scraped from the pod network
     """Serves GET /metrics on `port` (0: any free one, see `runner.addresses`); `await runner.cleanup()` stops it."""
     app = web.Application()
     app.router.add_get("/metrics", metrics)

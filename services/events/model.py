@@ -87,7 +87,8 @@ def as_datetime(us: int) -> datetime:
 
 def event_id(device_id: str, us: int) -> str:
     """UUIDv5(ID_NAMESPACE, lower(deviceId) + "|" + eventDateTime in epoch microseconds), in canonical form."""
-    d = hashlib.sha1(_NAMESPACE_BYTES + f"{device_id.lower()}|{us}".encode()).hexdigest()
+    # SHA-1 because UUIDv5 is defined with it: an identifier, not a security use (and allowed under FIPS)
+    d = hashlib.sha1(_NAMESPACE_BYTES + f"{device_id.lower()}|{us}".encode(), usedforsecurity=False).hexdigest()
     return f"{d[:8]}-{d[8:12]}-5{d[13:16]}-{_VARIANT[d[16]]}{d[17:20]}-{d[20:32]}"
 
 

@@ -15,7 +15,7 @@ from .model import COLUMNS, FIELDS, as_datetime, month_start, months_between, ne
 log = logging.getLogger("epm.events.store")
 
 TABLE = "events.elevations"
-SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
+SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"  # nosec B608 # constant table, bound values
 DEFAULT_ORDER = "eventDateTime desc"
 
 # Rows arrive as (tenant_id, *model.to_row(event)): eventDateTime in epoch microseconds, converted in SQL.
@@ -92,12 +92,12 @@ class EventStore:
         sets = ", ".join(f"{n} = ${i + 3}" for i, n in enumerate(names))
         sets += ", txid = pg_current_xact_id()"  # a changed event moves to the end of the feed (sent again)
         return await self.pool.fetchrow(
-            f"UPDATE {TABLE} SET {sets} WHERE tenant_id = $1 AND id = $2 RETURNING {', '.join(COLUMNS)}",
+            f"UPDATE {TABLE} SET {sets} WHERE tenant_id = $1 AND id = $2 RETURNING {', '.join(COLUMNS)}",  # nosec B608 # UPDATABLE columns, bound values
             tenant, event_id, *(changes[n] for n in names),
         )
 
     async def delete(self, tenant: str, event_id: str) -> bool:
-        status = await self.pool.execute(f"DELETE FROM {TABLE} WHERE tenant_id = $1 AND id = $2", tenant, event_id)
+        status = await self.pool.execute(f"DELETE FROM {TABLE} WHERE tenant_id = $1 AND id = $2", tenant, event_id)  # nosec B608 # constant table, bound values
         return status != "DELETE 0"
 
     async def summarize(self, tenant: str, filter: str, top: int) -> dict:
@@ -114,12 +114,12 @@ class EventStore:
         }
         out: dict = {}
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            out["total"] = await conn.fetchval(f"SELECT count(*) FROM {TABLE} WHERE {where}", *params)
+            out["total"] = await conn.fetchval(f"SELECT count(*) FROM {TABLE} WHERE {where}", *params)  # nosec B608 # allowlisted columns, bound values
             for name, (expr, limit) in groups.items():
                 order = "n DESC, key" if limit else "key"
                 rows = await conn.fetch(
                     f"SELECT {expr} AS key, count(*) AS n FROM {TABLE} WHERE {where} AND {expr} <> '' "
-                    f"GROUP BY 1 ORDER BY {order}{f' LIMIT {limit}' if limit else ''}", *params)
+                    f"GROUP BY 1 ORDER BY {order}{f' LIMIT {limit}' if limit else ''}", *params)  # nosec B608 # constant SQL, int limit
                 out[name] = [(r["key"], r["n"]) for r in rows]
         return out
 
@@ -127,13 +127,13 @@ class EventStore:
         """Prevalence of a file and activity of a device since `since`: counts, and the file's first and last
         elevation (ever, not only in the window)."""
         file = await self.pool.fetchrow(
-            f"SELECT count(*) FILTER (WHERE event_date_time >= $3) AS elevations, "
+            f"SELECT count(*) FILTER (WHERE event_date_time >= $3) AS elevations, "  # nosec B608 # constant table, bound values
             "count(DISTINCT device_id) FILTER (WHERE event_date_time >= $3) AS devices, "
             "count(DISTINCT upn) FILTER (WHERE event_date_time >= $3 AND upn <> '') AS users, "
             f"min(event_date_time) AS first_seen, max(event_date_time) AS last_seen FROM {TABLE} "
             "WHERE tenant_id = $1 AND hash = $2", tenant, file_hash, since) if file_hash else None
         device = await self.pool.fetchrow(
-            "SELECT count(*) AS elevations, "
+            "SELECT count(*) AS elevations, "  # nosec B608 # constant table, bound values
             "count(*) FILTER (WHERE elevation_type = 'unmanagedElevation') AS unmanaged_elevations, "
             "count(*) FILTER (WHERE result <> 0) AS failed_elevations, count(DISTINCT hash) AS distinct_files, "
             f"count(DISTINCT upn) FILTER (WHERE upn <> '') AS distinct_users FROM {TABLE} "

@@ -71,7 +71,8 @@ def _certificate(der: bytes) -> Certificate:
         is_ca = False
     return Certificate(
         subject=_name(cert.subject), issuer=_name(cert.issuer),
-        thumbprint=cert.fingerprint(hashes.SHA1()).hex(), thumbprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
+        thumbprint=cert.fingerprint(hashes.SHA1()).hex(),  # nosec B303 # the one Windows shows; rules may use SHA-256
+        thumbprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
         tbs_sha256=hashlib.sha256(cert.tbs_certificate_bytes).hexdigest(),
         not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
         self_signed=cert.subject == cert.issuer, is_ca=is_ca)

@@ -23,7 +23,7 @@ WITH_RULES = f"""
 SELECT *, NULL AS name, NULL AS title FROM ({LOOKUP}) AS feeds
 UNION ALL
 SELECT value, kind, CASE WHEN blocked THEN 'blocked' ELSE 'allowed' END, NULL, display_name, note
-FROM reputation.publisher_rules WHERE tenant_id = $1 AND value = ANY($3::text[])"""
+FROM reputation.publisher_rules WHERE tenant_id = $1 AND value = ANY($3::text[])"""  # nosec B608 # constant table, bound values
 FEED_COLUMNS = "name, format, tenant_id <> '' AS own, version, source_version, records, keys, problem_count, " \
                "digest, imported_at"
 
@@ -78,11 +78,11 @@ class ReputationStore:
     async def feeds(self, tenant: str) -> list[asyncpg.Record]:
         return await self.pool.fetch(
             f"SELECT {FEED_COLUMNS} FROM reputation.feeds WHERE (tenant_id = '' OR tenant_id = $1) AND version > 0 "
-            "ORDER BY tenant_id <> '', name", tenant)
+            "ORDER BY tenant_id <> '', name", tenant)  # nosec B608 # constant table, bound values
 
     async def feed(self, tenant: str, name: str) -> asyncpg.Record | None:
         return await self.pool.fetchrow(
-            f"SELECT {FEED_COLUMNS} FROM reputation.feeds WHERE tenant_id = $1 AND name = $2", tenant, name)
+            f"SELECT {FEED_COLUMNS} FROM reputation.feeds WHERE tenant_id = $1 AND name = $2", tenant, name)  # nosec B608 # constant table, bound values
 
     @contextlib.asynccontextmanager
     async def importing(self, tenant: str, feed: str, format: str):

@@ -44,7 +44,7 @@ SELECT s.tenant_id, s.id FROM {SUBSCRIPTIONS} s
 WHERE s.paused_reason = '' AND s.next_attempt_at <= $1 AND s.expires_at > $1 AND EXISTS (
     SELECT 1 FROM requests.audit_events a WHERE a.tenant_id = s.tenant_id
     AND (a.txid, a.id) > (s.cursor_txid, s.cursor_id) AND a.txid < pg_snapshot_xmin(pg_current_snapshot()))
-ORDER BY s.next_attempt_at LIMIT $2"""
+ORDER BY s.next_attempt_at LIMIT $2"""  # nosec B608 # constant table, bound values
 VALIDATION_TIMEOUT = 10.0
 # The Deliverer's own connections read the outbox along its (tenant_id, txid, id) index, never by sorting: on a
 # table without statistics yet the planner would sort every change after the cursor for each batch.
@@ -59,7 +59,7 @@ def changes_query(subscription, position: feed.Position, limit: int) -> tuple[st
     wanted = compile_filter(subscription["filter"], CHANGE_FIELDS, params)
     after = feed.after(position, params, "a")
     return (
-        "SELECT a.txid, a.id, a.operation, a.resource_id, "
+        "SELECT a.txid, a.id, a.operation, a.resource_id, "  # nosec B608 # allowlisted columns, bound values
         f"(a.resource_type = 'ElevationRequest' AND a.operation = ANY($2) AND ({wanted})) IS TRUE AS wanted "
         "FROM requests.audit_events a LEFT JOIN requests.elevation_requests r ON r.tenant_id = a.tenant_id "
         "AND r.id = CASE WHEN a.resource_type = 'ElevationRequest' THEN a.resource_id::uuid END "
@@ -152,7 +152,7 @@ class Deliverer:
             if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key):
                 return 0
             try:
-                sub = await conn.fetchrow(f"SELECT * FROM {SUBSCRIPTIONS} WHERE tenant_id = $1 AND id = $2",
+                sub = await conn.fetchrow(f"SELECT * FROM {SUBSCRIPTIONS} WHERE tenant_id = $1 AND id = $2",  # nosec B608 # constant table, bound values
                                           tenant, subscription_id)
                 now = self.clock()
                 if sub is None or sub["paused_reason"] or sub["expires_at"] <= now or sub["next_attempt_at"] > now:
@@ -188,7 +188,7 @@ class Deliverer:
         # (renewed, moved, deleted), so this turn ends; the next one reads it again.
         current = await conn.fetchval(
             f"UPDATE {SUBSCRIPTIONS} SET cursor_txid = $3, cursor_id = $4, failed_attempts = 0, last_error = '', "
-            "last_delivered_at = CASE WHEN $5 THEN $6 ELSE last_delivered_at END, next_attempt_at = $6 "
+            "last_delivered_at = CASE WHEN $5 THEN $6 ELSE last_delivered_at END, next_attempt_at = $6 "  # nosec B608 # constant table, bound values
             "WHERE tenant_id = $1 AND id = $2 AND version = $7 RETURNING true", sub["tenant_id"], sub["id"],
             last["txid"], last["id"], bool(wanted), now, sub["version"])
         return feed.Position.of(last), len(wanted), bool(current) and len(changes) == self.policy.batch
@@ -210,10 +210,10 @@ class Deliverer:
     async def _failed(self, conn: asyncpg.Connection, sub, error: str, now: datetime, failures: int) -> None:
         NOTIFICATION_FAILURES.inc()
         reason = pause_reason(failures, error, self.policy)
-        retry = now + retry_delay(failures, self.policy, random.random())
+        retry = now + retry_delay(failures, self.policy, random.random())  # nosec B311 # retry jitter, not a secret
         await conn.execute(
             f"UPDATE {SUBSCRIPTIONS} SET failed_attempts = $3, last_error = $4, paused_reason = $5, "
-            "next_attempt_at = $6 WHERE tenant_id = $1 AND id = $2 AND version = $7",
+            "next_attempt_at = $6 WHERE tenant_id = $1 AND id = $2 AND version = $7",  # nosec B608 # constant table, bound values
             sub["tenant_id"], sub["id"], failures, error, reason, retry, sub["version"])
         log.warning("notification delivery to %s failed (%d in a row): %s%s", sub["notification_url"], failures,
                     error, "; paused" if reason else "")

@@ -19,11 +19,12 @@ from epm.requests.v1 import role_assignment_service_pb2 as pb
 from epm.requests.v1 import role_assignment_service_pb2_grpc as pb_grpc
 
 from ..common import errors
-from ..common.auth import Principal, TokenVerifier, authorize
+from ..common.auth import CONFIG_READ, CONFIG_WRITE, Principal, TokenVerifier, authorize
 from .store import Actor, audit
 
 READ = ("RoleManagement.Read.Directory", "RoleManagement.ReadWrite.Directory", "Directory.AccessAsUser.All")
 WRITE = ("RoleManagement.ReadWrite.Directory", "Directory.AccessAsUser.All")
+MY_PERMISSIONS = (*READ, CONFIG_READ, CONFIG_WRITE)  # whoever may read roles or elevation requests
 DURATIONS = {"min": timedelta(hours=1), "default": timedelta(hours=8)}
 MAX_HOURS = 24
 MAX_REASON = 500
@@ -233,8 +234,9 @@ class RoleAssignmentServicer(pb_grpc.RoleAssignmentServiceServicer):
                                   activity="MakeEligible PrivilegedRoleAssignment")
 
     async def SelfActivate(self, request, context):
-        """The caller's own eligible assignment of the role becomes active for `duration`."""
-        caller = await self._caller(context, ())
+        """The caller's own eligible assignment of the role becomes active for `duration` (Graph's delegated
+        permission for it, as for any role change: not just any token of the user)."""
+        caller = await self._caller(context, WRITE)
         if not (caller.delegated and caller.object_id):
             raise errors.RpcError(grpc.StatusCode.PERMISSION_DENIED, "DELEGATED_ONLY",
                                   "selfActivate needs a signed-in user (a delegated token): "
@@ -264,7 +266,7 @@ class RoleAssignmentServicer(pb_grpc.RoleAssignmentServiceServicer):
                                            for r in rows])
 
     async def GetMyPermissions(self, request, context):
-        caller = await self._caller(context, ())
+        caller = await self._caller(context, MY_PERMISSIONS)
         held = await permissions(self.pool, caller.tenant_id, caller.object_id, self.clock()) if caller.delegated \
             else frozenset()
         return pb.MyPermissions(permissions=sorted(held), delegated=caller.delegated)

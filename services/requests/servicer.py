@@ -57,7 +57,7 @@ def domain_errors(request_id_: str = ""):
                               state=exc.current.value) from None
     except SelfReview:
         raise errors.RpcError(grpc.StatusCode.PERMISSION_DENIED, "SELF_REVIEW",
-                              "A reviewer cannot approve their own elevation request.") from None
+                              "A reviewer cannot approve or deny their own elevation request.") from None
     except TooManyOpen:
         raise errors.RpcError(grpc.StatusCode.PERMISSION_DENIED, "TOO_MANY_OPEN_REQUESTS",
                               "This device has too many open elevation requests.") from None
@@ -224,7 +224,7 @@ class ElevationRequestServicer(pb_grpc.ElevationRequestServiceServicer):
             row = await self.store.act(
                 principal.tenant_id, errors.uuid_id(request.id, NOUN), action, actor, now,
                 justification=request.reviewer_justification, etag=request.etag,
-                forbid_self=action is Action.APPROVE and principal.delegated)
+                forbid_self=action in (Action.APPROVE, Action.DENY) and principal.delegated)
         return to_proto(row, now)
 
     async def ApproveElevationRequest(self, request, context):

@@ -146,6 +146,8 @@ class SupportElevationServicer(pb_grpc.SupportElevationServiceServicer):
 
     async def CloseSupportElevationRequest(self, request, context):
         principal, actor = await self._caller(context, READ)
+        if not principal.delegated:  # an application closes any request: that takes the write permission
+            principal, actor = await self._caller(context, WRITE)
         if not request.actions_taken.strip():
             raise errors.invalid("actionsTaken is required: what was done on the device.")
         if len(request.actions_taken) > MAX_ACTIONS_TAKEN:

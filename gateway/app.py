@@ -20,6 +20,7 @@ from . import (
     elevations,
     errors,
     managed_devices,
+    openapi,
     reputation,
     role_assignments,
     siem,
@@ -99,7 +100,10 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> web.Application:
-    app = web.Application(middlewares=[graph_middleware], client_max_size=4 * 1024 * 1024)
+    # request lines up to 128 KiB: the longest $filter taken (4096 characters, percent-encoded UTF-8: 48 kB) and
+    # more reach the handlers, so an over-long one gets a Graph error naming the limit, not the HTTP parser's 400
+    app = web.Application(middlewares=[graph_middleware], client_max_size=4 * 1024 * 1024,
+                          handler_args={"max_line_size": 128 * 1024})
     app[SETTINGS] = settings
     app[VERIFIER] = verifier or TokenVerifier.from_settings(settings)
     app[THROTTLE] = Throttle(Limit.parse(settings.throttle_tenant), Limit.parse(settings.throttle_client))
@@ -117,6 +121,7 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/openapi.json", openapi.serve)
     elevations.add_routes(app)
     elevation_requests.add_routes(app)
     role_assignments.add_routes(app)

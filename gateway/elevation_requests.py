@@ -51,7 +51,7 @@ def if_match(request: web.Request) -> str:
     if value in ("", "*"):
         return value
     version = value.removeprefix("W/").strip('"')
-    if not version.isdigit():
+    if not (version.isascii() and version.isdigit()):
         raise bad_request(f"If-Match '{value}' is not an ETag of this resource.")
     return version
 

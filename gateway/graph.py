@@ -59,10 +59,20 @@ def reply(body: dict, status: int = 200) -> web.Response:
 async def read_json(request: web.Request):
     if request.content_type != JSON:
         raise GraphError(415, "The request body must be application/json.")
+    raw = await request.read()
     try:
-        return json.loads(await request.read() or b"null")
+        body = json.loads(raw.decode("utf-8-sig") if raw else "null")  # strict: bytes would let surrogates pass
     except (ValueError, UnicodeDecodeError):
         raise bad_request("The request body is not valid JSON.") from None
+    except RecursionError:
+        raise bad_request("The request body is nested too deeply.") from None
+    if b"\\u" in raw:  # an escaped lone surrogate (\ud800) is no character: protobuf and PostgreSQL refuse it
+        try:
+            json.dumps(body, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise bad_request("The request body has a lone surrogate (\\ud800-\\udfff), which is no character.") \
+                from None
+    return body
 
 
 def call_options(request: web.Request) -> dict:

@@ -122,7 +122,7 @@ def _set(message: Message, field: str, name: str, kind: int, detail, value) -> N
         from_json(value, getattr(message, field), aliases=LEGACY_NAMES.get(detail.name, frozenset()))
     elif kind == ENUM:
         numbers = graph_numbers(message.DESCRIPTOR.fields_by_name[field].enum_type)
-        if value not in numbers:
+        if not isinstance(value, str) or value not in numbers:
             raise bad_request(f"'{value}' is not a valid value for {name}; expected one of: {', '.join(numbers)}.")
         setattr(message, field, numbers[value])
     else:

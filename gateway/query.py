@@ -59,7 +59,8 @@ def _int(seen: dict, name: str, low: int, high: int) -> int:
     if name not in seen:
         return 0
     raw = seen[name]
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # ASCII digits, and few: int() refuses '²' (a digit) and numbers of thousands of digits
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 10) or not low <= int(raw) <= high:
         raise bad_request(f"Invalid value '{raw}' for ${name}: expected a whole number from {low} to {high}.")
     return int(raw)
 

@@ -1,0 +1,290 @@
+"""The gateway's OpenAPI 3.1 document, served at GET /openapi.json without a token.
+
+ROUTES is the one table of what the gateway implements; request bodies read from protobuf messages are described
+from the same descriptors graphjson.from_json reads them with, so the document cannot drift from the parser.
+tests/unit/test_openapi.py fails when a route on the router is missing here.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from aiohttp import web
+from epm.events.v1 import elevation_event_service_pb2 as events_pb
+from epm.reputation.v1 import file_reputation_service_pb2 as reputation_pb
+from epm.requests.v1 import managed_device_service_pb2 as devices_pb
+from epm.requests.v1 import subscription_service_pb2 as subscriptions_pb
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+
+from services.common.enums import graph_names
+
+from . import (
+    elevation_requests,
+    elevations,
+    graphjson,
+    managed_devices,
+    query,
+    reputation,
+    role_assignments,
+    siem,
+    subscriptions,
+    support,
+)
+
+DM = "/beta/deviceManagement"
+REQ, ELEV, AUDIT, DEV = elevation_requests.PATH, elevations.PATH, elevation_requests.AUDIT_PATH, managed_devices.PATH
+ROLES, PIM, SEC, SUB, MMD = role_assignments.PATH, role_assignments.ROLES_PATH, reputation.SECURITY, \
+    subscriptions.PATH, support.PATH
+# Collections whose members are also addressed with OData key syntax: .../x('{id}') as well as .../x/{id}
+KEY_SYNTAX = (ELEV, REQ, AUDIT, ROLES, PIM, DEV, SUB)
+LIST = ("filter", "select", "orderby", "top", "skip", "count", "skiptoken")
+NULLABLE_STRING = {"type": ["string", "null"]}
+
+
+def _nullable(schema: dict) -> dict:
+    if "enum" in schema:
+        return {**schema, "enum": [*schema["enum"], None]}
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+def _field_schema(field: FieldDescriptor) -> dict:
+    if field.message_type is not None and field.message_type.full_name == graphjson.TIMESTAMP:
+        return _nullable({"type": "string", "format": "date-time"})
+    if field.message_type is not None:
+        return {"anyOf": [message(field.message_type), {"type": "null"}]}
+    if field.enum_type is not None:
+        return _nullable({"type": "string", "enum": list(graph_names(field.enum_type).values())})
+    if field.type == FieldDescriptor.TYPE_BOOL:
+        return _nullable({"type": "boolean"})
+    if field.type in (FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64):
+        return _nullable({"type": "integer", "minimum": graphjson.INT32[0], "maximum": graphjson.INT32[1]})
+    return NULLABLE_STRING
+
+
+@functools.cache
+def _message(descriptor: Descriptor, required: tuple[str, ...], skip: frozenset[str]) -> dict:
+    """A Graph object as graphjson.from_json reads it: its settable properties (repeated ones cannot be set), null
+    for any; anything else is a 400 (but annotations, @..., which are ignored and left out here)."""
+    names = {f.json_name: f for f in descriptor.fields if not f.is_repeated and f.json_name not in skip}
+    types = (graphjson.graph_type(descriptor), *graphjson.LEGACY_NAMES.get(descriptor.name, ()))
+    kinds = [f"{mark}microsoft.graph.{t}" for t in types for mark in ("#", "")]
+    return {"type": "object", "title": f"microsoft.graph.{types[0]}", "required": list(required),
+            "properties": {"@odata.type": {"enum": kinds},
+                           **{name: _field_schema(field) for name, field in names.items()}},
+            "additionalProperties": False}
+
+
+def message(descriptor: Descriptor, required: tuple[str, ...] = (), skip: frozenset[str] = frozenset()) -> dict:
+    return _message(descriptor, required, frozenset(skip))
+
+
+def strings(required: tuple[str, ...] = (), *names: str, pascal: bool = False) -> dict:
+    """An object of optional string (or null) properties; MMD bodies also take the PascalCase names."""
+    names = (*required, *names)
+    properties = {n: NULLABLE_STRING for n in names}
+    if pascal:
+        properties |= {n[0].upper() + n[1:]: NULLABLE_STRING for n in names}
+    return {"type": "object", "required": list(required), "properties": properties,
+            "additionalProperties": False}
+
+
+READ_ONLY_EVENT = frozenset({"id"})
+KEY_OF_EVENT = frozenset({"id", "deviceId", "eventDateTime"})
+REQUEST = message(elevation_requests.pb.ElevationRequest.DESCRIPTOR, ("requestedOnDeviceId", "applicationDetail"),
+                  elevation_requests.SERVER_SET | elevation_requests.NOT_GRAPH)
+REVIEW = strings((), "reviewerJustification")
+DEVICE = message(devices_pb.ManagedDevice.DESCRIPTOR, ("deviceName",), managed_devices.NOT_GRAPH)
+SUBSCRIPTION_FIELDS = subscriptions.READ_ONLY - {"id"}
+SUBSCRIPTION = message(subscriptions_pb.Subscription.DESCRIPTOR,
+                       ("changeType", "notificationUrl", "resource", "expirationDateTime"), SUBSCRIPTION_FIELDS)
+SUBSCRIPTION_PATCH = message(subscriptions_pb.Subscription.DESCRIPTOR, (), subscriptions.READ_ONLY)
+LOOKUP = {"type": "object", "required": ["hashes"], "additionalProperties": False,
+          "properties": {"hashes": {"type": "array", "items": {"type": "string"}, "maxItems": reputation.MAX_LOOKUP}}}
+SELF_ACTIVATE = strings(("reason",), "ticketNumber", "ticketSystem")
+SELF_ACTIVATE["properties"]["duration"] = {"type": ["string", "number", "null"]}
+EMPTY = {"type": "object", "additionalProperties": False}
+
+# method, path, summary, query options, request body, success status, extra error statuses (beside the common ones)
+ROUTES: list[tuple[str, str, str, tuple[str, ...], dict | None, int, str]] = [
+    ("GET", "/healthz", "Liveness.", (), None, 200, ""),
+    ("GET", "/readyz", "Readiness: every backend's gRPC health (503 when one is not serving).", (), None, 200, ""),
+    ("GET", "/openapi.json", "This document.", (), None, 200, ""),
+    ("POST", ELEV, "Report an elevation event.", (), message(events_pb.ElevationEvent.DESCRIPTOR,
+                                                              ("deviceId", "eventDateTime"), READ_ONLY_EVENT), 201, ""),
+    ("GET", ELEV, "List elevation events.", LIST, None, 200, ""),
+    ("GET", ELEV + "/$count", "Count elevation events.", ("filter",), None, 200, ""),
+    ("GET", ELEV + "/summary", "Report counts (extension).", ("filter", "top"), None, 200, ""),
+    ("GET", ELEV + "/{id}", "Get an elevation event.", ("select",), None, 200, ""),
+    ("PATCH", ELEV + "/{id}", "Change an elevation event (not its key).", (),
+     message(events_pb.ElevationEvent.DESCRIPTOR, (), KEY_OF_EVENT), 200, "409"),
+    ("DELETE", ELEV + "/{id}", "Delete an elevation event.", (), None, 204, ""),
+    ("POST", REQ, "Ask for an elevation.", (), REQUEST, 201, "409"),
+    ("GET", REQ, "List elevation requests.", LIST, None, 200, ""),
+    ("GET", REQ + "/$count", "Count elevation requests.", ("filter",), None, 200, ""),
+    ("GET", REQ + "/{id}", "Get an elevation request.", ("select",), None, 200, ""),
+    ("PATCH", REQ + "/{id}", "Change requestJustification while pending (If-Match optional).", (),
+     strings((), "requestJustification"), 200, "409 412"),
+    ("DELETE", REQ + "/{id}", "Delete an elevation request (If-Match optional).", (), None, 204, "409 412"),
+    ("POST", REQ + "/{id}/{action}", "Approve, deny or revoke (If-Match optional).", (), REVIEW, 200, "409 412"),
+    ("POST", REQ + "/{id}/getAllElevationRequests", "Every request the caller may see.", LIST, None, 200, ""),
+    ("GET", REQ + "/{id}/analyze", "The file analysis of a request.", (), None, 200, ""),
+    ("POST", REQ + "/{id}/analyze", "The file analysis of a request.", (), EMPTY, 200, ""),
+    ("GET", AUDIT, "List audit events.", LIST, None, 200, ""),
+    ("GET", AUDIT + "/$count", "Count audit events.", ("filter",), None, 200, ""),
+    ("GET", AUDIT + "/{id}", "Get an audit event.", ("select",), None, 200, ""),
+    ("POST", ROLES, "Assign a role.", (), strings(("userId", "roleId")), 201, "409"),
+    ("GET", ROLES, "List role assignments.", ("select",), None, 200, ""),
+    ("GET", ROLES + "/my", "The caller's role assignments.", ("select",), None, 200, ""),
+    ("GET", ROLES + "/{id}", "Get a role assignment.", ("select",), None, 200, ""),
+    ("DELETE", ROLES + "/{id}", "Remove a role assignment.", (), None, 204, "409"),
+    ("POST", ROLES + "/{id}/makePermanent", "Make an assignment permanent.", (),
+     strings((), "reason", "ticketNumber", "ticketSystem"), 200, "409"),
+    ("POST", ROLES + "/{id}/makeEligible", "Make an assignment eligible.", (), EMPTY, 200, "409"),
+    ("GET", PIM, "The built-in roles.", (), None, 200, ""),
+    ("POST", PIM + "/{roleId}/selfActivate", "Activate an eligible role.", (), SELF_ACTIVATE, 200, "409"),
+    ("POST", SEC + "/fileReputations/analyze", "Analyze a described file.", (),
+     message(reputation_pb.AnalyzeFileRequest.DESCRIPTOR), 200, ""),
+    ("POST", SEC + "/fileReputations/lookup", "Feed data for many hashes.", (), LOOKUP, 200, ""),
+    ("GET", SEC + "/fileReputations/{sha256}", "Analyze a file by hash.", ("fileName", "filePath"), None, 200, ""),
+    ("GET", SEC + "/publisherRules", "List publisher rules.", (), None, 200, ""),
+    ("POST", SEC + "/publisherRules", "Trust or block a publisher.", (),
+     message(reputation_pb.PublisherRule.DESCRIPTOR, ("kind", "value"), frozenset({"id", "createdDateTime"})),
+     201, "409"),
+    ("GET", SEC + "/publisherRules/{id}", "Get a publisher rule.", (), None, 200, ""),
+    ("DELETE", SEC + "/publisherRules/{id}", "Delete a publisher rule.", (), None, 204, ""),
+    ("GET", SEC + "/reputationFeeds", "Imported feeds and versions.", (), None, 200, ""),
+    ("GET", siem.ROOT + "/auditEvents/stream", "The audit trail as JSON lines.", ("cursor", "follow"), None, 200, ""),
+    ("GET", siem.ROOT + "/privilegeManagementElevations/stream", "Elevation events as JSON lines.",
+     ("cursor", "follow"), None, 200, ""),
+    ("POST", DEV, "Register a managed device.", (), DEVICE, 201, "409"),
+    ("GET", DEV, "List managed devices.", LIST, None, 200, ""),
+    ("GET", DEV + "/$count", "Count managed devices.", ("filter",), None, 200, ""),
+    ("GET", DEV + "/{id}", "Get a managed device.", ("select",), None, 200, ""),
+    ("DELETE", DEV + "/{id}", "Delete a managed device.", (), None, 204, ""),
+    ("POST", MMD, "MMD: ask for an elevation.", (),
+     strings(("partnerTicketId", "deviceName", "title", "planOfAction"), "category", "subcategory", pascal=True),
+     201, "409"),
+    ("GET", MMD, "MMD: list requests.", ("filter", "orderby", "top", "skip", "skiptoken"), None, 200, ""),
+    ("GET", MMD + "/{id}", "MMD: get a request.", (), None, 200, ""),
+    ("PATCH", MMD + "/{id}", "MMD: close a request.", (), strings(("actionsTaken",), pascal=True), 204, ""),
+    ("POST", SUB, "Subscribe to change notifications (after the validation handshake).", (), SUBSCRIPTION, 201,
+     "409"),
+    ("GET", SUB, "The caller's subscriptions.", (), None, 200, ""),
+    ("GET", SUB + "/{id}", "Get a subscription.", (), None, 200, ""),
+    ("PATCH", SUB + "/{id}", "Renew, move or resume a subscription.", (), SUBSCRIPTION_PATCH, 200, "409"),
+    ("DELETE", SUB + "/{id}", "Delete a subscription.", (), None, 204, ""),
+]
+
+# Actions whose body may be left out
+OPTIONAL_BODY = {("POST", REQ + "/{id}/{action}"), ("POST", REQ + "/{id}/analyze"), ("POST", ROLES),
+                 ("POST", ROLES + "/{id}/makePermanent"), ("POST", ROLES + "/{id}/makeEligible"),
+                 ("POST", PIM + "/{roleId}/selfActivate")}
+OPTIONS = {
+    "filter": {"type": "string", "description": "OData $filter, e.g. status eq 'pending'."},
+    "select": {"type": "string", "description": "Comma-separated property names."},
+    "orderby": {"type": "string", "description": "property [asc|desc], comma-separated."},
+    "top": {"type": "integer", "minimum": 1, "maximum": query.MAX_TOP},
+    "skip": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+    "count": {"type": "boolean", "description": "Include @odata.count."},
+    "skiptoken": {"type": "string", "description": "From @odata.nextLink."},
+}
+PLAIN = {  # query parameters that are not OData options
+    "fileName": {"type": "string"}, "filePath": {"type": "string"},
+    "cursor": {"type": "string", "description": "The last cursor read; empty: the start of the feed."},
+    "follow": {"type": "boolean", "description": "Keep streaming once caught up."},
+}
+PATH_PARAMETERS = {"action": {"type": "string", "enum": ["approve", "deny", "revoke"]}}
+COMMON_ERRORS = (400, 401, 403, 429, 503, 504)
+ERROR_DESCRIPTIONS = {400: "Bad request", 401: "Missing or invalid token", 403: "Missing permission",
+                      404: "Not found", 409: "Conflict", 412: "Stale ETag", 413: "Body too large",
+                      415: "Body not JSON", 429: "Throttled", 503: "Backend unavailable", 504: "Backend timeout"}
+OPEN = ("/healthz", "/readyz", "/openapi.json")
+
+
+def _graph_error(mmd: bool) -> dict:
+    if mmd:
+        return {"type": "object", "required": ["error"], "properties": {"error": {
+            "type": "object", "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}
+    inner = {"type": "object", "required": ["date", "request-id", "client-request-id"],
+             "properties": {k: {"type": "string"} for k in ("date", "request-id", "client-request-id")}}
+    return {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["code", "message", "innerError"],
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "innerError": inner}}}}
+
+
+def _aliases(path: str) -> list[str]:
+    """`path`, and its OData key-syntax twin when the gateway registers one."""
+    for base in KEY_SYNTAX:
+        if path.startswith(base + "/{"):
+            name, _, rest = path[len(base) + 2:].partition("}")
+            return [path, f"{base}('{{{name}}}'){rest}"]
+    return [path]
+
+
+def _parameter(name: str, where: str) -> dict:
+    if where == "path":
+        return {"name": name, "in": "path", "required": True, "schema": PATH_PARAMETERS.get(name, {"type": "string"})}
+    if name in OPTIONS:
+        return {"name": "$" + name, "in": "query", "description": "Also accepted without the $.",
+                "schema": OPTIONS[name]}
+    return {"name": name, "in": "query", "schema": PLAIN[name]}
+
+
+def _success(status: int, path: str) -> dict:
+    if status == 204:
+        return {"description": "No content"}
+    if path.endswith("/$count"):
+        media = {"text/plain": {"schema": {"type": "string", "pattern": "^[0-9]+$"}}}
+    elif path.endswith("/stream"):
+        media = {siem.NDJSON: {"schema": {"type": "string"}}}
+    else:
+        media = {"application/json": {"schema": {"type": "object"}}}
+    return {"description": "Created" if status == 201 else "OK", "content": media}
+
+
+def _operation(path: str, summary: str, options, body, status: int, extra: str, body_optional: bool) -> dict:
+    names = [part[1:].split("}")[0] for part in path.replace("('", "/").split("/") if part.startswith("{")]
+    operation: dict = {"summary": summary,
+                       "parameters": [_parameter(n, "path") for n in names] + [_parameter(n, "query") for n in options],
+                       "responses": {str(status): _success(status, path)}}
+    if path in OPEN:
+        operation["security"] = []
+        if path == "/readyz":
+            operation["responses"]["503"] = {"description": "Not ready",
+                                             "content": {"application/json": {"schema": {"type": "object"}}}}
+        return operation
+    if body is not None:
+        operation["requestBody"] = {"required": not body_optional,
+                                    "content": {"application/json": {"schema": body}}}
+    codes = {*COMMON_ERRORS, *(int(c) for c in extra.split()), *([404] if names else []),
+             *([413, 415] if body is not None else [])}
+    error = {"$ref": "#/components/schemas/" + ("MmdError" if path.startswith(support.PREFIX) else "GraphError")}
+    for code in sorted(codes):
+        operation["responses"][str(code)] = {"description": ERROR_DESCRIPTIONS[code],
+                                             "content": {"application/json": {"schema": error}}}
+    return operation
+
+
+@functools.cache
+def document() -> dict:
+    paths: dict = {}
+    for method, path, summary, options, body, status, extra in ROUTES:
+        for alias in _aliases(path):
+            paths.setdefault(alias, {})[method.lower()] = _operation(
+                alias, summary, options, body, status, extra, (method, path) in OPTIONAL_BODY)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "epm gateway", "version": "1.0.0",
+                 "description": "Microsoft Graph style Endpoint Privilege Management API (beta paths, OData, Graph "
+                                "errors) and the MMD support API. Bodies may also carry annotations (@...), which "
+                                "are ignored."},
+        "paths": paths,
+        "components": {"schemas": {"GraphError": _graph_error(False), "MmdError": _graph_error(True)},
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+        "security": [{"bearer": []}],
+    }
+
+
+async def serve(request: web.Request) -> web.Response:
+    return web.json_response(document())

@@ -12,13 +12,45 @@ from services.common.metrics import metrics_cleanups
 from services.common.settings import Settings
 
 from .app import create_app
+from .errors import GraphError
 
 log = logging.getLogger("epm.gateway")
 
 
+class Drain:
+    """The requests in flight, and whether the gateway is stopping: then a new request (on a connection kept
+    alive) is a 503, and the stop waits for the ones in flight."""
+
+    def __init__(self):
+        self.tasks: set[asyncio.Task] = set()
+        self.stopping = False
+
+    @web.middleware
+    async def track(self, request: web.Request, handler):
+        if self.stopping:
+            raise GraphError(503, "The service is shutting down; retry.", retry_after=1)
+        task = asyncio.current_task()
+        self.tasks.add(task)
+        try:
+            return await handler(request)
+        finally:
+            self.tasks.discard(task)
+
+    async def stop(self, runner: web.AppRunner, grace: float) -> None:
+        """Refuses new connections, then waits up to `grace` for the requests in flight. (aiohttp's own shutdown
+        stops reading open connections: a request whose body is still arriving would never finish.)"""
+        self.stopping = True
+        for site in list(runner.sites):
+            await site.stop()
+        deadline = asyncio.get_running_loop().time() + grace
+        while self.tasks and (left := deadline - asyncio.get_running_loop().time()) > 0:
+            await asyncio.wait(set(self.tasks), timeout=left)
+
+
 async def run(settings: Settings) -> None:
-    runner = web.AppRunner(create_app(settings), access_log=None, handle_signals=False,
-                           shutdown_timeout=settings.shutdown_grace)
+    app, drain = create_app(settings), Drain()
+    app.middlewares.append(drain.track)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)  # after the drain
     await runner.setup()
     await web.TCPSite(runner, "0.0.0.0", settings.gateway_port).start()  # nosec B104 # a container's port, by design
     log.info("gateway listening on port %d", settings.gateway_port)
@@ -28,6 +60,7 @@ async def run(settings: Settings) -> None:
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
+    await drain.stop(runner, settings.shutdown_grace)
     await runner.cleanup()
     for cleanup in stop_metrics:
         await cleanup()

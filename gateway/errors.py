@@ -21,6 +21,7 @@ FROM_GRPC = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: (429, "TooManyRequests"),
     grpc.StatusCode.UNIMPLEMENTED: (501, "NotImplemented"),
     grpc.StatusCode.UNAVAILABLE: (503, "ServiceUnavailable"),
+    grpc.StatusCode.CANCELLED: (503, "ServiceUnavailable"),  # a backend shutting down cancels a call it just got
     grpc.StatusCode.DEADLINE_EXCEEDED: (504, "GatewayTimeout"),
 }
 CODES = {400: "BadRequest", 401: "InvalidAuthenticationToken", 403: "Forbidden", 404: "ResourceNotFound",

@@ -20,6 +20,11 @@ from .logs import request_id
 from .metrics import grpc_recorder
 
 log = logging.getLogger("epm.grpc")
+# PostgreSQL unreachable, starting, shutting down or lost mid-call: UNAVAILABLE (the caller may retry), not INTERNAL.
+# InternalClientError: a pooled connection the server has just terminated, used before its socket closed
+# (MagicStack/asyncpg#1069); the pool replaces it.
+DATABASE_LOST = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
+                 asyncpg.CrashShutdownError, asyncpg.InternalClientError)
 
 
 def _request_id(context: grpc.aio.ServicerContext) -> str:
@@ -28,6 +33,24 @@ def _request_id(context: grpc.aio.ServicerContext) -> str:
 
 def _aborted(context: grpc.aio.ServicerContext) -> str:
     return context.code().name if context.code() else "ABORTED"
+
+
+def _lost_database(exc: BaseException | None) -> bool:
+    """The database went away: this error, or one raised while handling it (a transaction's exit or a rollback on
+    the closed connection)."""
+    while exc is not None:
+        if isinstance(exc, DATABASE_LOST):
+            return True
+        exc = exc.__context__
+    return False
+
+
+async def _abort_unhandled(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> None:
+    if _lost_database(exc):
+        log.warning("database unavailable in %s: %r", method, exc)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "The database is unavailable; retry later.")
+    log.exception("unhandled error in %s", method)
+    await context.abort(grpc.StatusCode.INTERNAL, "Internal error.")
 
 
 class RequestInterceptor(grpc.aio.ServerInterceptor):
@@ -77,10 +100,9 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             except (asyncio.CancelledError, GeneratorExit):
                 code = "CANCELLED"
                 raise
-            except Exception:
-                code = "INTERNAL"
-                log.exception("unhandled error in %s", method)
-                await context.abort(grpc.StatusCode.INTERNAL, "Internal error.")
+            except Exception as exc:
+                code = "UNAVAILABLE" if _lost_database(exc) else "INTERNAL"
+                await _abort_unhandled(context, method, exc)
             finally:
                 record(code, time.perf_counter() - started)
         return call
@@ -107,10 +129,9 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             except asyncio.CancelledError:
                 code = "CANCELLED"
                 raise
-            except Exception:
-                code = "INTERNAL"
-                log.exception("unhandled error in %s", method)
-                await context.abort(grpc.StatusCode.INTERNAL, "Internal error.")
+            except Exception as exc:
+                code = "UNAVAILABLE" if _lost_database(exc) else "INTERNAL"
+                await _abort_unhandled(context, method, exc)
             finally:
                 elapsed = time.perf_counter() - started
                 record(code, elapsed)

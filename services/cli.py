@@ -21,6 +21,7 @@ ALL_SCOPES = (
 DEV_TENANT = "00000000-0000-4000-8000-000000000001"
 DEV_ADMIN = "00000000-0000-4000-8000-0000000000ad"  # the dev token's user: the same across restarts
 MANAGER_ROLE = "7f2d6a3c-0b1e-4c5d-9e8f-100000000001"  # Endpoint Privilege Manager
+GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"  # the dev admin's directory role (wids)
 FEED_FORMATS = ("lolbas", "loldrivers", "malwarebazaar", "nsrl", "nsrl-legacy", "hashlist")
 
 
@@ -105,7 +106,7 @@ def token(args: argparse.Namespace) -> None:
     from .common.auth import mint
 
     print(mint(dev_secret(), tenant=args.tenant, scopes=args.scopes.split(), roles=args.roles.split(),
-               upn=args.upn, oid=args.oid, hours=args.hours))
+               upn=args.upn, oid=args.oid, hours=args.hours, wids=args.wids.split()))
 
 
 def up(args: argparse.Namespace) -> None:
@@ -128,7 +129,7 @@ def up(args: argparse.Namespace) -> None:
             _stop(children)
             raise SystemExit(f"epm: the {name} process did not start; see its log above")
     dev = mint(env["EPM_JWT_SECRET"], tenant=DEV_TENANT, scopes=ALL_SCOPES, upn="admin@contoso.example",
-               oid=DEV_ADMIN)
+               oid=DEV_ADMIN, wids=[GLOBAL_ADMINISTRATOR])
     print(f"\nepm is up.\n  Graph API : http://127.0.0.1:{args.port}/beta\n"
           f"  gRPC      : events {env['EPM_EVENTS_ADDR']}, requests {env['EPM_REQUESTS_ADDR']}, "
           f"reputation {env['EPM_REPUTATION_ADDR']}\n"
@@ -227,6 +228,9 @@ def main(argv: list[str] | None = None) -> None:
     p_token.add_argument("--upn", default="admin@contoso.example")
     p_token.add_argument("--oid", default=DEV_ADMIN, help="the user's object id (default: the dev admin)")
     p_token.add_argument("--hours", type=float, default=8.0)
+    p_token.add_argument("--wids", default=GLOBAL_ADMINISTRATOR,
+                         help="space-separated Entra directory role ids (default: Global Administrator, which may "
+                              "manage role assignments; \"\" for none)")
     args = parser.parse_args(argv)
     if args.command == "up":
         up(args)

@@ -27,6 +27,10 @@ DEVICES_WRITE = "DeviceManagementManagedDevices.ReadWrite.All"
 # Microsoft Managed Desktop's support API ("Modern Workplace Customer APIs"): application and delegated permissions.
 MMD_SUPPORT = "MmdSupport.ReadWrite"
 MMD_DEVICE_READ = "MWaaSDevice.Read"
+# Entra directory roles (role template ids, as in a token's `wids`)
+GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
+PRIVILEGED_ROLE_ADMINISTRATOR = "e8611ab8-c189-46e8-94e1-60213ab1f814"
+INTUNE_ADMINISTRATOR = "3a2c62db-5318-420d-8d74-23affee5d9d5"
 
 
 class AuthError(Exception):
@@ -41,6 +45,7 @@ class Principal:
     permissions: frozenset[str]  # scp and roles together: both grant the same Graph permissions
     delegated: bool = False      # a user's token (scp), as opposed to an application's (roles only)
     client_id: str = ""          # the calling application (azp, or v1's appid), when the token names it
+    directory_roles: frozenset[str] = frozenset()  # the user's Entra directory role templates (wids)
 
     def missing(self, any_of: Iterable[str]) -> list[str] | None:
         """None when the principal holds one of `any_of`, else the sorted list it would need."""
@@ -72,6 +77,8 @@ def principal_from_claims(claims: dict) -> Principal:
         permissions=frozenset(scopes.split()) | frozenset(r for r in roles if isinstance(r, str)),
         delegated=bool(scopes.strip()),
         client_id=str(claims.get("azp") or claims.get("appid") or ""),
+        directory_roles=frozenset(w.lower() for w in claims.get("wids", []) if isinstance(w, str))
+        if isinstance(claims.get("wids"), list) else frozenset(),
     )
 
 
@@ -153,8 +160,10 @@ class TokenVerifier:
 
 
 def mint(secret: str, *, tenant: str, scopes: Iterable[str] = (), roles: Iterable[str] = (),
-         oid: str | None = None, upn: str = "", hours: float = 8.0, client_id: str = "") -> str:
-    """A dev token (HS256) shaped like an Entra ID v2 access token; `client_id` is the calling app (azp)."""
+         oid: str | None = None, upn: str = "", hours: float = 8.0, client_id: str = "",
+         wids: Iterable[str] = ()) -> str:
+    """A dev token (HS256) shaped like an Entra ID v2 access token; `client_id` is the calling app (azp), `wids`
+    the user's directory roles."""
     now = int(time.time())
     claims = {
         "aud": "https://graph.microsoft.com", "iss": f"https://sts.windows.net/{tenant}/",
@@ -163,6 +172,8 @@ def mint(secret: str, *, tenant: str, scopes: Iterable[str] = (), roles: Iterabl
     }
     if client_id:
         claims["azp"] = client_id
+    if wids := list(wids):
+        claims["wids"] = wids
     if scopes := " ".join(scopes):
         claims["scp"] = scopes
     if roles := list(roles):

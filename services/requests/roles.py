@@ -19,11 +19,23 @@ from epm.requests.v1 import role_assignment_service_pb2 as pb
 from epm.requests.v1 import role_assignment_service_pb2_grpc as pb_grpc
 
 from ..common import errors
-from ..common.auth import CONFIG_READ, CONFIG_WRITE, Principal, TokenVerifier, authorize
+from ..common.auth import (
+    CONFIG_READ,
+    CONFIG_WRITE,
+    GLOBAL_ADMINISTRATOR,
+    INTUNE_ADMINISTRATOR,
+    PRIVILEGED_ROLE_ADMINISTRATOR,
+    Principal,
+    TokenVerifier,
+    authorize,
+)
 from .store import Actor, audit
 
 READ = ("RoleManagement.Read.Directory", "RoleManagement.ReadWrite.Directory", "Directory.AccessAsUser.All")
 WRITE = ("RoleManagement.ReadWrite.Directory", "Directory.AccessAsUser.All")
+# A signed-in user manages assignments only in one of these directory roles (the permission alone lets any user
+# with a common delegated scope make themselves a reviewer); an application's permission is enough, as in Graph.
+ROLE_ADMINISTRATORS = frozenset({GLOBAL_ADMINISTRATOR, PRIVILEGED_ROLE_ADMINISTRATOR, INTUNE_ADMINISTRATOR})
 MY_PERMISSIONS = (*READ, CONFIG_READ, CONFIG_WRITE)  # whoever may read roles or elevation requests
 DURATIONS = {"min": timedelta(hours=1), "default": timedelta(hours=8)}
 MAX_HOURS = 24
@@ -171,9 +183,18 @@ class RoleAssignmentServicer(pb_grpc.RoleAssignmentServiceServicer):
     async def _caller(self, context, allowed) -> Principal:
         return await authorize(self.verifier, context.invocation_metadata(), allowed)
 
+    async def _administrator(self, context) -> Principal:
+        """The caller of a change to someone's assignment: an application, or a user in an administrator role."""
+        caller = await self._caller(context, WRITE)
+        if caller.delegated and not caller.directory_roles & ROLE_ADMINISTRATORS:
+            raise errors.RpcError(grpc.StatusCode.PERMISSION_DENIED, "NOT_A_ROLE_ADMINISTRATOR",
+                                  "Managing role assignments takes the directory role Global Administrator, "
+                                  "Privileged Role Administrator or Intune Administrator.")
+        return caller
+
     async def CreateRoleAssignment(self, request, context):
         """Active and permanent. Idempotent: an existing assignment is returned unchanged."""
-        caller = await self._caller(context, WRITE)
+        caller = await self._administrator(context)
         user_id, role_id = _guid(request.user_id, "userId"), _guid(request.role_id, "roleId")
         now = self.clock()
         async with self.pool.acquire() as conn, conn.transaction():
@@ -205,7 +226,7 @@ class RoleAssignmentServicer(pb_grpc.RoleAssignmentServiceServicer):
         return pb.ListRoleAssignmentsResponse(role_assignments=[_message(r, now) for r in rows])
 
     async def DeleteRoleAssignment(self, request, context):
-        caller = await self._caller(context, WRITE)
+        caller = await self._administrator(context)
         user_id, role_id = _parse_id(request.id)
         now = self.clock()
         async with self.pool.acquire() as conn, conn.transaction():
@@ -220,7 +241,7 @@ class RoleAssignmentServicer(pb_grpc.RoleAssignmentServiceServicer):
         return pb.DeleteRoleAssignmentResponse()
 
     async def MakePermanent(self, request, context):
-        caller = await self._caller(context, WRITE)
+        caller = await self._administrator(context)
         user_id, role_id = _parse_id(request.id)
         reason = _ticket(_reason(request.reason, required=False), request.ticket_number, request.ticket_system)
         return await self._change(caller, context, user_id, role_id, request.id, eligible=False, active_until=None,
@@ -228,7 +249,7 @@ class RoleAssignmentServicer(pb_grpc.RoleAssignmentServiceServicer):
 
     async def MakeEligible(self, request, context):
         """Eligible and inactive; an active eligible assignment is deactivated, an inactive one is a no-op."""
-        caller = await self._caller(context, WRITE)
+        caller = await self._administrator(context)
         user_id, role_id = _parse_id(request.id)
         return await self._change(caller, context, user_id, role_id, request.id, eligible=True, active_until=None,
                                   activity="MakeEligible PrivilegedRoleAssignment")

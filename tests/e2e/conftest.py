@@ -7,6 +7,8 @@ import uuid
 
 import pytest
 
+from tests.claims import ROLE_ADMIN
+
 from .people import Person
 from .test_role_assignments import MANAGER, READER, assign, auth
 
@@ -28,7 +30,7 @@ def requester(person) -> Person:
 
 @pytest.fixture
 def admin(token) -> dict:
-    return auth(token(scopes=["RoleManagement.ReadWrite.Directory"]))
+    return auth(token(**ROLE_ADMIN))
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from services.requests.lifecycle import Policy
+from tests.claims import ROLE_ADMIN
 
 from .people import Person
 from .test_elevations import error_of, sha
@@ -615,7 +616,7 @@ async def test_another_tenants_request_is_not_found(client, requester, manager, 
     stranger_tenant = str(uuid.uuid4())
     stranger_app = auth(token(scopes=(), roles=[CONFIG_WRITE], tenant=stranger_tenant))
     stranger_oid = str(uuid.uuid4())
-    stranger_admin = auth(token(scopes=["RoleManagement.ReadWrite.Directory"], tenant=stranger_tenant))
+    stranger_admin = auth(token(**ROLE_ADMIN, tenant=stranger_tenant))
     await assign(client, stranger_admin, stranger_oid, MANAGER)
     stranger_user = auth(token(tenant=stranger_tenant, oid=stranger_oid, upn="eve@fabrikam.example"))
     for who in (stranger_app, stranger_user):

@@ -37,6 +37,7 @@ from msgraph_beta.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph_beta.generated.models.privilege_management_elevation_request import PrivilegeManagementElevationRequest
 
 from services.requests.lifecycle import Policy
+from tests.claims import ROLE_ADMIN
 
 from .test_elevations import sha
 from .test_graph_sdk import StaticToken
@@ -77,7 +78,7 @@ def reviewer_id() -> str:
 async def reviewer(sdk, token, gateway_url, reviewer_id) -> GraphServiceClient:
     """Another user, granted Endpoint Privilege Manager through the gateway."""
     async with aiohttp.ClientSession(base_url=gateway_url) as client:
-        await assign(client, auth(token(scopes=["RoleManagement.ReadWrite.Directory"])), reviewer_id, MANAGER)
+        await assign(client, auth(token(**ROLE_ADMIN)), reviewer_id, MANAGER)
     return sdk(token(oid=reviewer_id, upn="megan@contoso.example"))
 
 

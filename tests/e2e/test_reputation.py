@@ -17,6 +17,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from services.requests import app as requests_app
+from tests.claims import ROLE_ADMIN
 
 from .. import feed_data
 from ..certificates import certificate_chain
@@ -243,7 +244,7 @@ async def test_the_request_analysis_needs_the_view_right(client, requester, pers
         for method in ("GET", "POST"):
             message = await failure(client, method, url, who, 403, "Forbidden")
             assert "Endpoint Privilege Management Elevation Requests" in message
-    no_scope = auth(token(scopes=["RoleManagement.ReadWrite.Directory"]))
+    no_scope = auth(token(**ROLE_ADMIN))
     await failure(client, "GET", url, no_scope, 403, "Forbidden")
     async with client.get(url) as resp:
         await graph_error(resp, 401, "InvalidAuthenticationToken")
@@ -253,7 +254,7 @@ async def test_the_request_analysis_needs_the_view_right(client, requester, pers
 async def test_another_tenants_or_an_unknown_request_is_not_found(client, requester, manager, person, token):
     created = await call(client, "POST", REQUESTS, requester, 201, json=request_body(malicious()["SHA256"]))
     elsewhere = str(uuid.uuid4())
-    other_admin = auth(token(scopes=["RoleManagement.ReadWrite.Directory"], tenant=elsewhere))
+    other_admin = auth(token(**ROLE_ADMIN, tenant=elsewhere))
     stranger = person("sam", tenant=elsewhere)
     await assign(client, other_admin, stranger.oid, MANAGER)
     for key in (f"/{created['id']}", f"('{created['id']}')"):

@@ -10,6 +10,9 @@ import aiohttp
 import asyncpg
 import pytest
 
+from services.common.auth import INTUNE_ADMINISTRATOR
+from tests.claims import ROLE_ADMIN
+
 from .test_elevations import error_of
 
 PATH = "/beta/privilegedRoleAssignments"
@@ -33,7 +36,7 @@ async def client(gateway_url, requests_channel):
 
 @pytest.fixture
 def admin(token) -> dict:
-    return auth(token(scopes=["RoleManagement.ReadWrite.Directory"]))
+    return auth(token(**ROLE_ADMIN))
 
 
 @pytest.fixture
@@ -257,7 +260,8 @@ async def test_scopes_are_checked(client, http, token, user):
 async def test_another_tenants_assignment_is_not_found(client, admin, user, token):
     oid, me = user
     created = await assign(client, admin, oid)
-    stranger = auth(token(scopes=["Directory.AccessAsUser.All"], tenant=str(uuid.uuid4()), oid=oid))
+    stranger = auth(token(scopes=["Directory.AccessAsUser.All"], wids=ROLE_ADMIN["wids"], tenant=str(uuid.uuid4()),
+                          oid=oid))
     url = f"{PATH}/{created['id']}"
     for method, path in (("GET", url), ("DELETE", url), ("POST", url + "/makeEligible"),
                          ("POST", url + "/makePermanent"), ("POST", f"{ROLES}/{MANAGER}/selfActivate")):
@@ -303,3 +307,24 @@ async def test_every_change_is_audited_with_the_request_id(client, admin, user, 
     assert (rows[2]["actor_id"], rows[2]["actor_upn"], rows[2]["reason"]) == (oid, "megan@contoso.example",
                                                                               "Reviewing")
     assert rows[3]["reason"] == "Promoted (ticket CHG-1)"
+
+
+async def test_a_user_manages_assignments_only_in_an_administrator_role(client, admin, user, token):
+    """The permission alone is common in users' tokens (Directory.AccessAsUser.All): without an administrator's
+    directory role it would let anyone make themselves a reviewer."""
+    oid, me = user
+    for scopes in (["RoleManagement.ReadWrite.Directory"], ["Directory.AccessAsUser.All"]):
+        plain = auth(token(scopes=scopes, oid=oid, wids=["88d8e3e3-8f55-4a1e-953a-9b9898b8876b"]))  # Directory Readers
+        async with client.post(PATH, headers=plain, json={"userId": oid, "roleId": MANAGER}) as resp:
+            assert "Global Administrator, Privileged Role Administrator or Intune Administrator" in \
+                await error_of(resp, 403)
+    created = await assign(client, admin, oid)
+    for action in ("makeEligible", "makePermanent"):
+        async with client.post(f"{PATH}/{created['id']}/{action}", headers=me, json={}) as resp:
+            await error_of(resp, 403)
+    async with client.delete(f"{PATH}/{created['id']}", headers=me) as resp:
+        await error_of(resp, 403)
+    intune_admin = auth(token(scopes=["RoleManagement.ReadWrite.Directory"], wids=[INTUNE_ADMINISTRATOR]))
+    assert (await call(client, "POST", f"{PATH}/{created['id']}/makeEligible", intune_admin))["isElevated"] is False
+    application = auth(token(scopes=(), roles=["RoleManagement.ReadWrite.Directory"]))
+    assert (await call(client, "POST", f"{PATH}/{created['id']}/makePermanent", application))["isElevated"] is True

@@ -23,6 +23,7 @@ from epm.events.v1 import elevation_event_service_pb2 as events_pb
 from epm.events.v1 import elevation_event_service_pb2_grpc as events_grpc
 
 from gateway import graphjson
+from tests.claims import ROLE_ADMIN
 
 pytestmark = pytest.mark.slow
 
@@ -197,7 +198,7 @@ class Tenant:
         self.system, self.id = system, str(uuid.uuid4())
         self.requester_oid = str(uuid.uuid4())
         self.requester = auth(system.token(self.id, oid=self.requester_oid, upn="adele@contoso.example"))
-        self.admin = auth(system.token(self.id, scopes=["RoleManagement.ReadWrite.Directory"]))
+        self.admin = auth(system.token(self.id, **ROLE_ADMIN))
 
     def post_event(self, http, prefix: str):
         async def op(n: int) -> Outcome:

@@ -19,6 +19,8 @@ from epm.requests.v1 import elevation_request_service_pb2_grpc as requests_grpc
 from epm.requests.v1 import role_assignment_service_pb2 as roles_pb
 from epm.requests.v1 import role_assignment_service_pb2_grpc as roles_grpc
 
+from tests.claims import ROLE_ADMIN
+
 from .. import feed_data
 from ..certificates import certificate_chain
 
@@ -400,7 +402,7 @@ async def test_changing_what_reviewers_rely_on_needs_the_modify_right(stub, toke
         await feed_data.upload(stub, me, pb.FEED_FORMAT_HASH_LIST, lists, feed="mine")
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
-    admin = md(token(scopes=["RoleManagement.ReadWrite.Directory"]))
+    admin = md(token(**ROLE_ADMIN))
     await roles.CreateRoleAssignment(roles_pb.CreateRoleAssignmentRequest(user_id=user, role_id=MANAGER),
                                      metadata=admin)
     mine = await roles.GetMyPermissions(roles_pb.GetMyPermissionsRequest(), metadata=me)

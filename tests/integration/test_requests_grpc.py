@@ -25,6 +25,7 @@ from grpc_status import rpc_status
 
 from services.requests import app as requests_app
 from services.requests.lifecycle import Policy
+from tests.claims import ROLE_ADMIN
 
 MANAGER = "7f2d6a3c-0b1e-4c5d-9e8f-100000000001"  # view + modify
 READER = "7f2d6a3c-0b1e-4c5d-9e8f-100000000002"   # view
@@ -79,7 +80,7 @@ def agent(token):
 def reviewer(token, requests_channel):
     """reviewer(role=MANAGER, scopes=...) -> (oid, metadata) of a signed-in user holding `role` (None: no role)."""
     roles = roles_grpc.RoleAssignmentServiceStub(requests_channel)
-    admin = md(token(scopes=["RoleManagement.ReadWrite.Directory"]))
+    admin = md(token(**ROLE_ADMIN))
 
     async def make(role: str | None = MANAGER, scopes=(CONFIG_WRITE,), upn: str = "") -> tuple[str, tuple]:
         oid = str(uuid.uuid4())
@@ -389,7 +390,7 @@ async def test_a_user_without_a_role_can_do_nothing_but_create(stub, reviewer, a
 
 async def test_an_inactive_eligible_role_grants_nothing(stub, reviewer, agent, token, requests_channel):
     roles = roles_grpc.RoleAssignmentServiceStub(requests_channel)
-    admin = md(token(scopes=["RoleManagement.ReadWrite.Directory"]))
+    admin = md(token(**ROLE_ADMIN))
     oid, me = await reviewer(role=MANAGER)
     await roles.MakeEligible(roles_pb.MakeEligibleRequest(id=f"{oid}_{MANAGER}"), metadata=admin)
     request = await create(stub, agent)

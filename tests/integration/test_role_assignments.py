@@ -14,6 +14,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from services.requests.roles import permissions
+from tests.claims import ROLE_ADMIN
 
 MANAGER = "7f2d6a3c-0b1e-4c5d-9e8f-100000000001"  # view + modify
 READER = "7f2d6a3c-0b1e-4c5d-9e8f-100000000002"   # view
@@ -28,7 +29,7 @@ def stub(requests_channel):
 @pytest.fixture
 def admin(token):
     """Metadata of a role administrator (delegated RoleManagement.ReadWrite.Directory)."""
-    return (("authorization", f"Bearer {token(scopes=['RoleManagement.ReadWrite.Directory'])}"),)
+    return (("authorization", f"Bearer {token(**ROLE_ADMIN)}"),)
 
 
 @pytest.fixture
@@ -175,7 +176,7 @@ async def test_make_permanent_and_self_activating_a_permanent_assignment(stub, a
 async def test_audit_rows_name_the_actor_and_the_request(stub, token, user, conn, tenant):
     oid, me = user
     admin_oid = str(uuid.uuid4())
-    admin_token = token(scopes=["RoleManagement.ReadWrite.Directory"], oid=admin_oid, upn="admin@contoso.example")
+    admin_token = token(**ROLE_ADMIN, oid=admin_oid, upn="admin@contoso.example")
     admin = (("authorization", f"Bearer {admin_token}"), ("x-request-id", "req-create"))
     assignment = await create(stub, admin, oid)
     app = (("authorization", f"Bearer {token(scopes=(), roles=['RoleManagement.ReadWrite.Directory'])}"),
@@ -297,7 +298,8 @@ async def test_another_tenants_assignment_is_not_found(stub, admin, user, token)
     oid, _ = user
     assignment = await create(stub, admin, oid)
     other = str(uuid.uuid4())
-    stranger = (("authorization", f"Bearer {token(scopes=['Directory.AccessAsUser.All'], tenant=other, oid=oid)}"),)
+    stranger_token = token(scopes=["Directory.AccessAsUser.All"], wids=ROLE_ADMIN["wids"], tenant=other, oid=oid)
+    stranger = (("authorization", f"Bearer {stranger_token}"),)
     for call in (stub.GetRoleAssignment(pb.GetRoleAssignmentRequest(id=assignment.id), metadata=stranger),
                  stub.DeleteRoleAssignment(pb.DeleteRoleAssignmentRequest(id=assignment.id), metadata=stranger),
                  stub.MakePermanent(pb.MakePermanentRequest(id=assignment.id), metadata=stranger),

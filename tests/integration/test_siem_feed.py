@@ -28,6 +28,7 @@ from google.protobuf import field_mask_pb2
 from services.common import feed
 from services.common.feed import ACCEPTED, Position
 from services.events import app as events_app
+from tests.claims import ROLE_ADMIN
 
 CONFIG_READ = "DeviceManagementConfiguration.Read.All"
 CONFIG_WRITE = "DeviceManagementConfiguration.ReadWrite.All"
@@ -400,7 +401,7 @@ async def test_a_follower_that_loses_its_role_is_stopped(requests, audit, agent,
                                                          requests_service, monkeypatch):
     monkeypatch.setattr(requests_service.feeds, "reauthorize", 0.0)  # check the caller before every read
     roles = roles_grpc.RoleAssignmentServiceStub(requests_channel)
-    admin = md(token(scopes=["RoleManagement.ReadWrite.Directory"]))
+    admin = md(token(**ROLE_ADMIN))
     user = str(uuid.uuid4())
     assignment = await roles.CreateRoleAssignment(roles_pb.CreateRoleAssignmentRequest(user_id=user, role_id=READER),
                                                   metadata=admin)

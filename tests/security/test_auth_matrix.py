@@ -26,6 +26,7 @@ from epm.requests.v1 import managed_device_service_pb2 as devices_pb
 from gateway import elevation_requests, reputation, role_assignments, subscriptions, support
 from gateway.app import create_app
 from services.common.auth import CONFIG_READ, DEVICES_READ
+from tests.claims import ROLE_ADMIN
 
 from .conftest import (
     EVERYTHING,
@@ -299,7 +300,7 @@ class Tenant:
 @pytest.fixture
 def fresh(settings) -> Tenant:
     tenant, sign = str(uuid.uuid4()), dev_signer(settings)
-    return Tenant(tenant, auth(sign(claims(tenant, scopes=[ROLE_WRITE]))), sign)
+    return Tenant(tenant, auth(sign(claims(tenant, scopes=[ROLE_WRITE], wids=ROLE_ADMIN["wids"]))), sign)
 
 
 SELF_ACTIVATE = f"{role_assignments.ROLES_PATH}/{MANAGER}/selfActivate"

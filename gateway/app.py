@@ -11,6 +11,7 @@ from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.auth import AuthError, TokenVerifier, bearer
+from services.common.channels import connect
 from services.common.logs import request_id
 from services.common.metrics import record_http
 from services.common.settings import Settings
@@ -109,9 +110,8 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
     app[THROTTLE] = Throttle(Limit.parse(settings.throttle_tenant), Limit.parse(settings.throttle_client))
 
     async def lifecycle(app: web.Application):
-        app[CHANNELS] = {"events": grpc.aio.insecure_channel(settings.events_addr),
-                         "requests": grpc.aio.insecure_channel(settings.requests_addr),
-                         "reputation": grpc.aio.insecure_channel(settings.reputation_addr)}
+        app[CHANNELS] = {"events": connect(settings.events_addr), "requests": connect(settings.requests_addr),
+                         "reputation": connect(settings.reputation_addr)}
         app[STUBS] = {}
         yield
         for channel in app[CHANNELS].values():

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Coroutine
 
-import grpc
-
+from .channels import connect
 from .metrics import track_background
+
+log = logging.getLogger("epm.background")
 
 FORWARDED = ("authorization", "x-request-id")
 
@@ -29,7 +31,13 @@ class Background:
     def start(self, work: Coroutine) -> None:
         task = asyncio.ensure_future(work)
         self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        """Best-effort work that failed (e.g. its database was down) is logged here, once."""
+        self._running.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("background work failed: %r", exc)
 
     async def close(self, timeout: float = 5) -> None:
         """Waits (at most `timeout` seconds) for the work still running."""
@@ -42,7 +50,7 @@ class Forwarder:
     tracked so that `close` waits for them."""
 
     def __init__(self, address: str, stub_class):
-        self._channel = grpc.aio.insecure_channel(address)
+        self._channel = connect(address)
         self._stub = stub_class(self._channel)
         self._background = Background()
 

@@ -18,6 +18,7 @@ from epm.requests.v1 import role_assignment_service_pb2_grpc as roles_grpc
 
 from ..common import errors
 from ..common.background import forwarded
+from ..common.channels import connect
 from .scoring import Activity, Counts
 
 log = logging.getLogger("epm.reputation.peers")
@@ -27,7 +28,7 @@ MODIFY = "elevationRequests.modify"
 
 class Peers:
     def __init__(self, events_addr: str, requests_addr: str):
-        self._channels = [grpc.aio.insecure_channel(events_addr), grpc.aio.insecure_channel(requests_addr)]
+        self._channels = [connect(events_addr), connect(requests_addr)]
         self._events = events_grpc.ElevationEventServiceStub(self._channels[0])
         self._requests = requests_grpc.ElevationRequestServiceStub(self._channels[1])
         self._roles = roles_grpc.RoleAssignmentServiceStub(self._channels[1])

@@ -10,6 +10,7 @@ from epm.reputation.v1 import file_reputation_service_pb2 as reputation_pb
 from epm.reputation.v1 import file_reputation_service_pb2_grpc as reputation_grpc
 
 from ..common.background import Background, forwarded
+from ..common.channels import connect
 from ..common.enums import graph_names
 from .store import DETAIL
 
@@ -22,7 +23,7 @@ NAMES = {field: graph_names(enum) for field, enum in (
 
 class VerdictAttacher:
     def __init__(self, address: str, store):
-        self._channel = grpc.aio.insecure_channel(address)
+        self._channel = connect(address)
         self._stub = reputation_grpc.FileReputationServiceStub(self._channel)
         self._store = store
         self._background = Background()

@@ -17,6 +17,7 @@ from services.common.metrics import record_http
 from services.common.settings import Settings
 
 from . import (
+    console,
     elevation_requests,
     elevations,
     errors,
@@ -130,4 +131,5 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
     managed_devices.add_routes(app)
     support.add_routes(app)
     subscriptions.add_routes(app)
+    console.add_routes(app)
     return app

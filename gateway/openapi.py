@@ -19,6 +19,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from services.common.enums import graph_names
 
 from . import (
+    console,
     elevation_requests,
     elevations,
     graphjson,
@@ -109,6 +110,9 @@ ROUTES: list[tuple[str, str, str, tuple[str, ...], dict | None, int, str]] = [
     ("GET", "/healthz", "Liveness.", (), None, 200, ""),
     ("GET", "/readyz", "Readiness: every backend's gRPC health (503 when one is not serving).", (), None, 200, ""),
     ("GET", "/openapi.json", "This document.", (), None, 200, ""),
+    ("GET", "/console/", "The reviewer console (HTML; its API calls carry the token).", (), None, 200, ""),
+    ("GET", "/console/config.json", "The console's sign-in configuration.", (), None, 200, ""),
+    ("GET", "/console/{name}", "A file of the reviewer console.", (), None, 200, "404"),
     ("POST", ELEV, "Report an elevation event.", (), message(events_pb.ElevationEvent.DESCRIPTOR,
                                                               ("deviceId", "eventDateTime"), READ_ONLY_EVENT), 201, ""),
     ("GET", ELEV, "List elevation events.", LIST, None, 200, ""),
@@ -198,7 +202,7 @@ COMMON_ERRORS = (400, 401, 403, 429, 503, 504)
 ERROR_DESCRIPTIONS = {400: "Bad request", 401: "Missing or invalid token", 403: "Missing permission",
                       404: "Not found", 409: "Conflict", 412: "Stale ETag", 413: "Body too large",
                       415: "Body not JSON", 429: "Throttled", 503: "Backend unavailable", 504: "Backend timeout"}
-OPEN = ("/healthz", "/readyz", "/openapi.json")
+OPEN = ("/healthz", "/readyz", "/openapi.json", "/console/", "/console/config.json", "/console/{name}")
 
 
 def _graph_error(mmd: bool) -> dict:
@@ -236,6 +240,8 @@ def _success(status: int, path: str) -> dict:
         return {"description": "No content"}
     if path.endswith("/$count"):
         media = {"text/plain": {"schema": {"type": "string", "pattern": "^[0-9]+$"}}}
+    elif path.startswith("/console/") and not path.endswith(".json"):
+        media = {t: {"schema": {"type": "string"}} for t in console.TYPES.values()}
     elif path.endswith("/stream"):
         media = {siem.NDJSON: {"schema": {"type": "string"}}}
     else:
@@ -250,6 +256,9 @@ def _operation(path: str, summary: str, options, body, status: int, extra: str, 
                        "responses": {str(status): _success(status, path)}}
     if path in OPEN:
         operation["security"] = []
+        if names:
+            operation["responses"]["404"] = {"description": "Not found",
+                                             "content": {"application/json": {"schema": {"type": "object"}}}}
         if path == "/readyz":
             operation["responses"]["503"] = {"description": "Not ready",
                                              "content": {"application/json": {"schema": {"type": "object"}}}}

@@ -23,6 +23,9 @@ class Settings:
     jwks_url: str = ""                # production: RS256 keys from this JWKS document
     jwt_audience: str = ""            # checked when set
     jwt_issuer: str = ""              # checked when set
+    console_oidc_issuer: str = ""     # the reviewer console signs in here (OIDC code flow with PKCE); empty: dev tokens
+    console_oidc_client_id: str = ""  # the console's app registration (a public client: Entra's SPA platform)
+    console_oidc_scopes: str = "openid profile api://epm/DeviceManagementConfiguration.ReadWrite.All"
     events_port: int = 50051
     events_addr: str = "127.0.0.1:50051"  # where the gateway finds the events service
     requests_port: int = 50052
@@ -53,6 +56,9 @@ class Settings:
             jwks_url=env("EPM_JWKS_URL", ""),
             jwt_audience=env("EPM_JWT_AUDIENCE", ""),
             jwt_issuer=env("EPM_JWT_ISSUER", ""),
+            console_oidc_issuer=env("EPM_CONSOLE_OIDC_ISSUER", ""),
+            console_oidc_client_id=env("EPM_CONSOLE_OIDC_CLIENT_ID", ""),
+            console_oidc_scopes=env("EPM_CONSOLE_OIDC_SCOPES", "") or cls.console_oidc_scopes,
             events_port=_int("EPM_EVENTS_PORT", cls.events_port),
             events_addr=env("EPM_EVENTS_ADDR", cls.events_addr),
             requests_port=_int("EPM_REQUESTS_PORT", cls.requests_port),

@@ -45,6 +45,7 @@ class Provider:
         self.url = self.redirect_uri = ""
         self.user: dict = {}       # the claims of whoever signs in next: tid, oid, upn
         self.deny = ""             # an error /authorize answers with instead of a code
+        self.nonce = ""            # a nonce the ID token names instead of the one asked for
         self.authorizations: list[dict] = []
         self.token_requests: list[dict] = []
         self.issued: list[str] = []
@@ -116,7 +117,7 @@ class Provider:
         scp = " ".join(s.rpartition("/")[2] for s in granted["scope"].split() if s.startswith(AUDIENCE))
         access = self.mint(self.user | {"scp": scp, "azp": CLIENT_ID})
         self.issued.append(access)
-        identity = self.mint({"sub": self.user["oid"], "nonce": granted["nonce"]}, audience=CLIENT_ID)
+        identity = self.mint({"sub": self.user["oid"], "nonce": self.nonce or granted["nonce"]}, audience=CLIENT_ID)
         return web.json_response({"access_token": access, "id_token": identity, "token_type": "Bearer",
                                   "expires_in": 3600, "scope": granted["scope"]})
 
@@ -178,7 +179,7 @@ async def reviewer(console, provider, tenant) -> dict:
         async with session.post("/beta/privilegedRoleAssignments",
                                 json={"userId": user["oid"], "roleId": MANAGER}) as resp:
             assert resp.status == 201, await resp.text()
-    provider.user, provider.deny = user, ""
+    provider.user, provider.deny, provider.nonce = user, "", ""
     return user
 
 
@@ -249,6 +250,15 @@ async def test_an_error_from_the_issuer_is_shown(console, provider, reviewer, pa
     await page.wait_for_url(lambda url: "error=" in url)
     result = await complete(page)
     assert result == {"error": "Sign-in failed: access_denied (The user declined.)."}
+
+
+async def test_an_id_token_for_another_sign_in_is_refused(console, provider, reviewer, page):
+    provider.nonce = "replayed"
+    await sign_in(page, console)
+    await page.wait_for_url(lambda url: "code=" in url)
+    result = await complete(page)
+    assert result == {"error": "Sign-in failed: the ID token's nonce does not match this sign-in."}
+    assert await page.evaluate("async () => (await import('/console/oidc.js')).token()") is None
 
 
 async def test_config_and_content_security_policy(console, provider, gateway_url):

@@ -139,6 +139,8 @@ ROUTES: list[tuple[str, str, str, tuple[str, ...], dict | None, int, str]] = [
     ("POST", ROLES, "Assign a role.", (), strings(("userId", "roleId")), 201, "409"),
     ("GET", ROLES, "List role assignments.", ("select",), None, 200, ""),
     ("GET", ROLES + "/my", "The caller's role assignments.", ("select",), None, 200, ""),
+    ("GET", ROLES + "/myPermissions", "The caller's elevation request rights and the roles granting them.", (), None,
+     200, ""),
     ("GET", ROLES + "/{id}", "Get a role assignment.", ("select",), None, 200, ""),
     ("DELETE", ROLES + "/{id}", "Remove a role assignment.", (), None, 204, "409"),
     ("POST", ROLES + "/{id}/makePermanent", "Make an assignment permanent.", (),
@@ -194,7 +196,8 @@ OPTIONS = {
 }
 PLAIN = {  # query parameters that are not OData options
     "fileName": {"type": "string"}, "filePath": {"type": "string"},
-    "cursor": {"type": "string", "description": "The last cursor read; empty: the start of the feed."},
+    "cursor": {"type": "string",
+               "description": "The last cursor read; empty: the start of the feed; latest: from now on."},
     "follow": {"type": "boolean", "description": "Keep streaming once caught up."},
 }
 PATH_PARAMETERS = {"action": {"type": "string", "enum": ["approve", "deny", "revoke"]}}

@@ -91,6 +91,15 @@ async def my(request: web.Request) -> web.Response:
     return reply(_collection(request, page.role_assignments, options.select))
 
 
+async def my_permissions(request: web.Request) -> web.Response:
+    """An extension for consoles: what the caller may do with elevation requests now, and the roles that grant it
+    (any valid token: it is about the caller)."""
+    query.parse(request.query, frozenset(), frozenset())
+    mine = await _stub(request).GetMyPermissions(pb.GetMyPermissionsRequest(), **call_options(request))
+    return reply({"@odata.context": f"{service_root(request)}/$metadata#microsoft.graph.epmPermissions",
+                  "permissions": list(mine.permissions), "roles": list(mine.roles), "delegated": mine.delegated})
+
+
 async def get(request: web.Request) -> web.Response:
     options = query.parse(request.query, frozenset({"select"}), PROPERTIES)
     assignment = await _stub(request).GetRoleAssignment(pb.GetRoleAssignmentRequest(id=request.match_info["id"]),
@@ -143,6 +152,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(PATH, create)
     app.router.add_get(PATH, list_)
     app.router.add_get(PATH + "/my", my)  # before {id}
+    app.router.add_get(PATH + "/myPermissions", my_permissions)
     for item in (PATH + "/{id}", PATH + "('{id}')"):  # key as segment, and OData key syntax
         app.router.add_get(item, get)
         app.router.add_delete(item, delete)

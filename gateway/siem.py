@@ -5,7 +5,8 @@ GET …/stream?cursor=…&follow=true answers application/x-ndjson, one line per
 {"cursor": "…", "event": {the Graph JSON the list endpoints return}}. A line with a cursor and no event is a
 checkpoint: one every HEARTBEAT seconds while a follower waits (it keeps proxies open and tells a client that
 left from one that waits), and one as the last line, with "error" when the stream broke off. Resume from the
-last cursor read. A bad cursor or a missing permission is a Graph error before the stream starts.
+last cursor read. cursor=latest skips the backlog: the first line is then a checkpoint with the cursor of "now".
+A bad cursor or a missing permission is a Graph error before the stream starts.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from epm.events.v1 import elevation_event_feed_service_pb2_grpc as elevations_gr
 from epm.requests.v1 import audit_feed_service_pb2 as audit_pb
 from epm.requests.v1 import audit_feed_service_pb2_grpc as audit_grpc
 
-from services.common.feed import ACCEPTED
+from services.common.feed import ACCEPTED, LATEST
 
 from . import elevation_requests, elevations
 from .errors import GraphError, bad_request, from_rpc
@@ -57,6 +58,8 @@ async def _stream(request: web.Request, call, field: str, to_json) -> web.Stream
             "Content-Type": NDJSON, "Cache-Control": "no-store", "request-id": request[REQUEST_ID],
             "client-request-id": request.headers.get("client-request-id") or request[REQUEST_ID]})
         await response.prepare(request)
+        if request.query.get("cursor") == LATEST:  # the client has no cursor yet to resume from
+            await response.write(_line({"cursor": cursor}))
         last: dict = {}
         try:
             async with contextlib.aclosing(_messages(call, request.app[STOPPING])) as messages:

@@ -131,6 +131,7 @@ def up(args: argparse.Namespace) -> None:
     dev = mint(env["EPM_JWT_SECRET"], tenant=DEV_TENANT, scopes=ALL_SCOPES, upn="admin@contoso.example",
                oid=DEV_ADMIN, wids=[GLOBAL_ADMINISTRATOR])
     print(f"\nepm is up.\n  Graph API : http://127.0.0.1:{args.port}/beta\n"
+          f"  console   : http://127.0.0.1:{args.port}/console/ (sign in with the dev token)\n"
           f"  gRPC      : events {env['EPM_EVENTS_ADDR']}, requests {env['EPM_REQUESTS_ADDR']}, "
           f"reputation {env['EPM_REPUTATION_ADDR']}\n"
           f"  database  : {_redact(env['EPM_DATABASE_URL'])}\n"

@@ -106,6 +106,7 @@ MESSAGE_BYTES = 1 << 20    # a response stops growing past this (clients take 4 
 POLL = 1.0                 # seconds a caught-up follower waits before it reads again
 REAUTHORIZE = 60.0         # seconds between a follower's checks that its caller may still read the feed
 ACCEPTED = "epm-feed-cursor"  # initial metadata of an accepted stream: the cursor it starts after
+LATEST = "latest"  # the cursor of a reader that wants the changes from now on, not the backlog
 
 
 class FeedStreams:
@@ -128,9 +129,10 @@ class FeedStreams:
         `response(items=[item(cursor, row), ...])` for the rows of `source` (see `read`) after the cursor.
         Accepting the cursor sends the initial metadata at once: a client knows the stream stands before any row."""
         try:
-            position = Position.parse(request.cursor)
+            position = await head(self.pool) if request.cursor == LATEST else Position.parse(request.cursor)
         except CursorError as exc:
-            raise errors.invalid(f"{exc} Start with an empty cursor or resume from one it sent.") from None
+            raise errors.invalid(f"{exc} Start with an empty cursor (the whole feed) or '{LATEST}' (from now on), "
+                                 "or resume from one it sent.") from None
         await context.send_initial_metadata(((ACCEPTED, position.token()),))
         self.open += 1
         checked = time.monotonic()

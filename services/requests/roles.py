@@ -61,16 +61,22 @@ INSERT = ("INSERT INTO requests.role_assignments (tenant_id, user_id, role_id, e
 UPDATE = ("UPDATE requests.role_assignments SET eligible = $4, active_until = $5, result_message = $6 "
           "WHERE tenant_id = $1 AND user_id = $2 AND role_id = $3")
 DELETE = "DELETE FROM requests.role_assignments WHERE tenant_id = $1 AND user_id = $2 AND role_id = $3"
-PERMISSIONS = ("SELECT DISTINCT p.permission FROM requests.role_assignments a "
-               "JOIN requests.roles r ON r.id = a.role_id CROSS JOIN unnest(r.permissions) AS p(permission) "
-               "WHERE a.tenant_id = $1 AND a.user_id = $2 AND (NOT a.eligible OR a.active_until > $3)")
+ACTIVE_ROLES = ("SELECT r.name, r.permissions FROM requests.role_assignments a "
+                "JOIN requests.roles r ON r.id = a.role_id "
+                "WHERE a.tenant_id = $1 AND a.user_id = $2 AND (NOT a.eligible OR a.active_until > $3) ORDER BY r.name")
 
+
+
+async def active_roles(conn, tenant_id: str, user_id: str, now: datetime) -> dict[str, frozenset[str]]:
+    """The roles of the user's ACTIVE assignments at `now`, by name, with their permissions (conn: connection or
+    pool)."""
+    rows = await conn.fetch(ACTIVE_ROLES, tenant_id, _canonical(user_id), now)
+    return {r["name"]: frozenset(r["permissions"]) for r in rows}
 
 
 async def permissions(conn, tenant_id: str, user_id: str, now: datetime) -> frozenset[str]:
-    """The union of the permissions of the user's ACTIVE assignments at `now` (conn: connection or pool)."""
-    rows = await conn.fetch(PERMISSIONS, tenant_id, _canonical(user_id), now)
-    return frozenset(r["permission"] for r in rows)
+    """The union of the permissions of the user's ACTIVE assignments at `now`."""
+    return frozenset().union(*(await active_roles(conn, tenant_id, user_id, now)).values())
 
 
 async def _audit(conn, tenant_id: str, caller: Principal, *, at: datetime, activity: str, operation: str,
@@ -288,9 +294,10 @@ class RoleAssignmentServicer(pb_grpc.RoleAssignmentServiceServicer):
 
     async def GetMyPermissions(self, request, context):
         caller = await self._caller(context, MY_PERMISSIONS)
-        held = await permissions(self.pool, caller.tenant_id, caller.object_id, self.clock()) if caller.delegated \
-            else frozenset()
-        return pb.MyPermissions(permissions=sorted(held), delegated=caller.delegated)
+        held = await active_roles(self.pool, caller.tenant_id, caller.object_id, self.clock()) if caller.delegated \
+            else {}
+        return pb.MyPermissions(permissions=sorted(frozenset().union(*held.values())), delegated=caller.delegated,
+                                roles=list(held))
 
     async def _change(self, caller: Principal, context, user_id: str, role_id: str, given_id: str, *,
                       eligible: bool, active_until: datetime | None, activity: str, reason: str = ""):

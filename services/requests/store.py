@@ -60,6 +60,7 @@ AUDIT_FIELDS: dict[str, Field] = {
     "actor/userId": Field("actor_id", "string"),
     "actor/userPrincipalName": Field("actor_upn", "string"),
     "actor/type": Field("actor_type", "string"),
+    "resources/resourceId": Field("resource_id", "string", casefold=True),  # each event has one resource
 }
 
 

@@ -1,16 +1,24 @@
-"""Fixtures the e2e modules share: users of this test's tenant, and reviewers holding an Intune role. Each
-module brings its own `client` (an HTTP session on the gateway without a default token)."""
+"""Fixtures the e2e modules share: users of this test's tenant, reviewers holding an Intune role, and a headless
+Chromium for the console. Each module brings its own `client` (an HTTP session on the gateway without a default
+token)."""
 
 from __future__ import annotations
 
+import shutil
 import uuid
 
 import pytest
+from playwright.async_api import async_playwright
 
 from tests.claims import ROLE_ADMIN
 
 from .people import Person
 from .test_role_assignments import MANAGER, READER, assign, auth
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package: Playwright cannot download its own browser here
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+LAPTOP = {"width": 1440, "height": 900}
 
 
 @pytest.fixture
@@ -47,3 +55,25 @@ async def reader(client, admin, person) -> Person:
     who = person("lee")
     await assign(client, admin, who.oid, READER)
     return who
+
+
+@pytest.fixture(scope="session")
+async def browser():
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"The console's browser tests need Debian's Chromium at {CHROMIUM}: apt-get install chromium")
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture
+async def page(browser):
+    """A tab of its own (empty sessionStorage) on a laptop-sized screen; an uncaught script error fails the test."""
+    context = await browser.new_context(viewport=LAPTOP)
+    tab = await context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    yield tab
+    await context.close()
+    assert not errors, f"uncaught errors in the console: {errors}"

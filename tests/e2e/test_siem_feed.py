@@ -120,6 +120,20 @@ async def test_audit_events_follow_with_checkpoints_until_the_client_leaves(clie
     await closed(requests_service.feeds)  # the client left: so did the backend stream
 
 
+async def test_latest_skips_the_backlog_and_gives_a_cursor_to_resume_from(client, app_headers):
+    body = {"requestedOnDeviceId": "pc-2", "requestedByUserId": "user-2", "requestJustification": "Need it",
+            "applicationDetail": {"fileName": "old.exe", "fileHash": hashlib.sha256(b"old").hexdigest()}}
+    old = await send(client, "POST", REQUESTS, app_headers, 201, json=body)
+    async with client.get(AUDIT_STREAM, headers=app_headers, params={"cursor": "latest", "follow": "true"}) as resp:
+        now = json.loads(await asyncio.wait_for(resp.content.readline(), WAIT))
+        assert set(now) == {"cursor"}  # a checkpoint first: "now" as a cursor
+        await send(client, "POST", f"{REQUESTS}/{old['id']}/deny", app_headers, 200, json={})
+        denied = await next_event(resp)
+    assert denied["event"]["activity"] == "Deny ElevationRequest"  # not the older Create
+    *resumed, _ = await lines(client, AUDIT_STREAM, app_headers, cursor=now["cursor"])
+    assert [line["event"]["id"] for line in resumed] == [denied["event"]["id"]]
+
+
 async def test_the_stream_of_another_tenant_is_empty(client, app_headers, token):
     await send(client, "POST", ELEVATIONS, app_headers, 201, json=elevation("mine"))
     other = auth(token(scopes=(), roles=ALL, tenant=str(uuid.uuid4())))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -208,3 +209,25 @@ async def gateway_count(url: str, token: str, filter_: str | None = None) -> int
             if resp.status != 200:
                 raise SystemExit(f"$count failed: {resp.status} {text}")
             return int(text)
+
+
+def summarize(file: str | None, **row) -> None:
+    """Appends one headline row for bench/run's table (path, floor, product, ratio, target, met) to the JSON-lines
+    `file`; nothing when the benchmark runs on its own."""
+    if file:
+        with open(file, "a", encoding="utf-8") as out:
+            out.write(json.dumps(row) + "\n")
+
+
+@contextlib.contextmanager
+def running(procs: list[Proc]):
+    """Stops `procs` (which the block may add to) in reverse order at the end; after a failure prints their logs."""
+    try:
+        yield procs
+    except BaseException:
+        for proc in procs:
+            print(f"{proc.name} log (last lines):\n{proc.tail(10)}", file=sys.stderr)
+        raise
+    finally:
+        for proc in reversed(procs):
+            proc.stop()

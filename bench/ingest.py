@@ -1,6 +1,8 @@
-"""gRPC batch ingest (IngestElevationEvents) against the raw asyncpg COPY floor, plus a memory soak.
+"""Batch ingest, over gRPC (IngestElevationEvents) and as JSON through the gateway (POST …/ingest), against the
+raw asyncpg COPY floor; the cost per row as the table grows; a memory soak.
 
-    .venv/bin/python bench/ingest.py [--rows 200000] [--reps 3] [--memory-events 1000000]
+    .venv/bin/python bench/ingest.py [--rows 200000] [--reps 3] [--scale 10000,100000,1000000]
+        [--memory-events 1000000] [--summary FILE]
 
 See bench/README.md for what is compared and how to read the output.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
 import secrets
 import statistics
 import sys
@@ -20,16 +23,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
 import grpc  # noqa: E402
 from epm.events.v1 import elevation_event_service_pb2 as pb  # noqa: E402
 
 from bench import _common as c  # noqa: E402
+from gateway import graphjson  # noqa: E402
 from services.common.auth import DEVICES_WRITE, mint  # noqa: E402
 from services.events import model  # noqa: E402
 
 METHOD = "/epm.events.v1.ElevationEventService/IngestElevationEvents"
-TARGET = ">= 0.50"
+TARGET, REST_TARGET = 0.70, 0.40  # ratios of rows/s to the COPY floor
+REST_PATH = "/beta/deviceManagement/privilegeManagementElevations/ingest"
 MEMORY_TARGET_MIB = 100
 HASHES = [hashlib.sha256(f"file-{i}.exe".encode()).hexdigest() for i in range(1000)]
 STORED_ENUMS = {"elevation_type": "userConfirmedElevation", "user_type": "azureAd", "process_type": "parent"}
@@ -70,6 +76,12 @@ class Events:
         if size < self.batch_size:  # the last, partial batch
             return pb.IngestElevationEventsRequest(events=self.batch.events[:size]).SerializeToString()
         return self.batch.SerializeToString()
+
+    def json_body(self, number: int) -> bytes:
+        """Batch `number` as the JSON body of POST …/ingest: {"value": [Graph events]}."""
+        batch = pb.IngestElevationEventsRequest.FromString(self.serialized(number))
+        return json.dumps({"value": [graphjson.to_json(e, "privilegeManagementElevation") for e in batch.events]},
+                          separators=(",", ":")).encode()
 
     def count(self) -> int:
         return -(-self.total // self.batch_size)
@@ -166,6 +178,54 @@ async def product(ingest, batches: list[bytes], sizes: list[int], streams: int, 
     return expected / elapsed, cpu / expected * 1e6
 
 
+async def product_rest(url: str, bodies: list[bytes], sizes: list[int], concurrency: int, secret: str,
+                       pids: list[int]) -> tuple[float, float]:
+    """(rows/s, gateway + service CPU µs per row) of `concurrency` clients POSTing the JSON batches, fresh tenant."""
+    token = mint(secret, tenant=str(uuid.uuid4()), scopes=[DEVICES_WRITE])
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    queue = list(enumerate(bodies))[::-1]
+
+    async def client(http: aiohttp.ClientSession) -> None:
+        while queue:
+            number, body = queue.pop()
+            async with http.post(url + REST_PATH, data=body, headers=headers) as resp:
+                result = await resp.json() if resp.status == 200 else {"error": await resp.text()}
+            if resp.status != 200 or result["inserted"] != sizes[number] or result["rejected"]:
+                raise SystemExit(f"REST INGEST FAILED: batch {number}: {resp.status} {str(result)[:300]}")
+
+    cpu = sum(map(c.cpu_seconds, pids))
+    async with aiohttp.ClientSession() as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    cpu = sum(map(c.cpu_seconds, pids)) - cpu
+    return sum(sizes) / elapsed, cpu / sum(sizes) * 1e6
+
+
+async def scale(ingest, marks: list[int], chunk: int, batch: int, secret: str, pid: int,
+                timeout: float) -> list[tuple[int, float, float]]:
+    """(table rows, rows/s, service CPU µs/row) of a timed chunk of `chunk` events ingested when the tenant's table
+    holds `mark - chunk` rows, for each mark; the rows between marks are streamed untimed."""
+    events = Events(max(marks), batch)
+    token = mint(secret, tenant=str(uuid.uuid4()), scopes=[DEVICES_WRITE])
+    per_chunk = max(1, chunk // batch)
+    out, done = [], 0
+    for mark in marks:
+        fill = max(done, mark // batch - per_chunk)
+        if fill > done:
+            check(await stream(ingest, (events.serialized(n) for n in range(done, fill)), token, timeout),
+                  sum(events.sizes()[done:fill]), f"fill to {mark:,}")
+        timed = [events.serialized(n) for n in range(fill, mark // batch)]
+        cpu = c.cpu_seconds(pid)
+        started = time.perf_counter()
+        check(await stream(ingest, timed, token, timeout), len(timed) * batch, f"chunk at {mark:,}")
+        elapsed = time.perf_counter() - started
+        out.append((mark, len(timed) * batch / elapsed, (c.cpu_seconds(pid) - cpu) / (len(timed) * batch) * 1e6))
+        done = mark // batch
+        print(f"scale: {mark:,} rows: {c.num(out[-1][1])} rows/s, {c.num(out[-1][2], 1)} µs/row", flush=True)
+    return out
+
+
 async def memory(ingest, events: Events, secret: str, pid: int, every: int, timeout: float) -> list:
     """Streams events.total events in one call, building batches lazily; samples the service's RSS."""
     token = mint(secret, tenant=str(uuid.uuid4()), scopes=[DEVICES_WRITE])
@@ -197,15 +257,19 @@ async def main(args, loop: str) -> None:
 
     async with c.fresh_database() as url:
         print(f"database: {c.redact(url)}", flush=True)
-        port = c.free_port()
-        service = c.serve_epm("events", port, {"EPM_DATABASE_URL": url, "EPM_JWT_SECRET": secret,
-                                               "EPM_EVENTS_PORT": str(port)})
+        port, gateway_port = c.free_port(), c.free_port()
+        env = {"EPM_DATABASE_URL": url, "EPM_JWT_SECRET": secret, "EPM_EVENTS_PORT": str(port),
+               "EPM_EVENTS_ADDR": f"127.0.0.1:{port}", "EPM_GATEWAY_PORT": str(gateway_port)}
+        service = c.serve_epm("events", port, env)
+        gateway = c.serve_epm("gateway", gateway_port, env) if args.rest_clients else None
+        bodies = [events.json_body(n) for n in range(events.count())] if gateway else []
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 ingest = channel.stream_unary(METHOD, request_serializer=None,  # batches are already bytes
                                               response_deserializer=pb.IngestElevationEventsResponse.FromString)
-                results = {"floor": [], "1 stream": [], "2 streams": []}
-                cpu = {"1 stream": [], "2 streams": []}
+                runs = ["1 stream", "2 streams"] + ([f"REST, {args.rest_clients} clients"] if gateway else [])
+                results = {"floor": [], **{name: [] for name in runs}}
+                cpu = {name: [] for name in runs}
                 for rep in range(args.reps):
                     results["floor"].append(await floor(url, floor_rows, f"bench_floor_{rep}"))
                     for streams, name in ((1, "1 stream"), (2, "2 streams")):
@@ -214,33 +278,55 @@ async def main(args, loop: str) -> None:
                                                  args.timeout)
                         results[name].append(rate)
                         cpu[name].append(us)
+                    if gateway:
+                        await checkpoint(url)
+                        rate, us = await product_rest(f"http://127.0.0.1:{gateway_port}", bodies, events.sizes(),
+                                                      args.rest_clients, secret, [gateway.pid, service.pid])
+                        results[runs[2]].append(rate)
+                        cpu[runs[2]].append(us)
                     if rep == 0:
                         await compare(url, floor_rows[0])
                     print(f"rep {rep + 1}: floor {c.num(results['floor'][-1])} rows/s, "
-                          f"1 stream {c.num(results['1 stream'][-1])}, 2 streams {c.num(results['2 streams'][-1])}",
-                          flush=True)
+                          + ", ".join(f"{name} {c.num(results[name][-1])}" for name in runs), flush=True)
                 report(args, results, cpu)
+                if args.scale:
+                    report_scale(await scale(ingest, args.scale, args.scale_chunk, args.batch, secret, service.pid,
+                                             args.memory_timeout))
                 if args.memory_events:
                     soak = Events(args.memory_events, args.batch)
                     samples = await memory(ingest, soak, secret, service.pid, args.memory_every, args.memory_timeout)
                     report_memory(soak.total, samples)
         except BaseException:
-            print(f"events service log (last lines):\n{service.tail()}", file=sys.stderr)
+            for proc in filter(None, (service, gateway)):
+                print(f"{proc.name} log (last lines):\n{proc.tail()}", file=sys.stderr)
             raise
         finally:
-            service.stop()
+            for proc in filter(None, (gateway, service)):
+                proc.stop()
 
 
 def report(args, results: dict, cpu: dict) -> None:
     floor_median = statistics.median(results["floor"])
     rows = [["floor: asyncpg copy_records_to_table, 1 connection", c.mmm(results["floor"]), "1.00", "", ""]]
-    for name in ("1 stream", "2 streams"):
-        ratio = statistics.median(results[name]) / floor_median
-        rows.append([f"product: IngestElevationEvents, {name}", c.mmm(results[name]), f"{ratio:.2f}", TARGET,
+    for name in list(results)[1:]:
+        rest = name.startswith("REST")
+        ratio, target = statistics.median(results[name]) / floor_median, REST_TARGET if rest else TARGET
+        what = f"POST …/ingest (JSON), {name[6:]}" if rest else f"IngestElevationEvents, {name}"
+        rows.append([f"product: {what}", c.mmm(results[name]), f"{ratio:.2f}", f">= {target:.2f}",
                      c.num(statistics.median(cpu[name]), 1)])
+        c.summarize(args.summary, path=f"event ingest: {what}", floor=f"COPY {c.num(floor_median)} rows/s",
+                    product=f"{c.num(statistics.median(results[name]))} rows/s", ratio=f"{ratio:.2f}",
+                    target=f">= {target:.2f}", met=ratio >= target)
     c.print_table(f"Ingest of {args.rows:,} events (batches of {args.batch}), {args.reps} reps",
                   ["what", "rows/s min / median / max", "ratio of medians vs floor", "target",
-                   "service CPU µs/row (median)"], rows)
+                   "CPU µs/row (median; REST: gateway + service)"], rows)
+
+
+def report_scale(points: list[tuple[int, float, float]]) -> None:
+    first = points[0][2]
+    c.print_table("IngestElevationEvents as the table grows (one stream, one tenant)",
+                  ["table rows", "rows/s", "service CPU µs/row", "µs/row vs the first"],
+                  [[c.num(n), c.num(rate), c.num(us, 1), f"{us / first:.2f}"] for n, rate, us in points])
 
 
 def report_memory(total: int, samples: list) -> None:
@@ -263,6 +349,11 @@ def parse(argv=None):
     p.add_argument("--batch", type=int, default=1000, help="events per IngestElevationEventsRequest")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--timeout", type=float, default=300, help="deadline of each timed stream, seconds")
+    p.add_argument("--rest-clients", type=int, default=2, help="concurrent POST …/ingest clients; 0 skips REST")
+    p.add_argument("--scale", type=lambda s: [int(x) for x in s.split(",") if x], default=[10_000, 100_000, 1_000_000],
+                   help="table sizes at which to time a chunk (comma-separated; empty skips)")
+    p.add_argument("--scale-chunk", type=int, default=10_000, help="events timed at each table size")
+    p.add_argument("--summary", help="append bench/run's headline rows (JSON lines) to this file")
     p.add_argument("--memory-events", type=int, default=1_000_000, help="events in the memory phase; 0 skips it")
     p.add_argument("--memory-every", type=int, default=100_000, help="RSS sample interval, events")
     p.add_argument("--memory-timeout", type=float, default=900, help="deadline of the memory stream, seconds")

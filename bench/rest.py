@@ -127,8 +127,7 @@ async def main(args) -> None:
     async with c.fresh_database() as db:
         print(f"database: {c.redact(db)}", flush=True)
         ports = {name: c.free_port() for name in ("health", "onehop", "events", "gateway")}
-        procs: list[c.Proc] = []
-        try:
+        with c.running([]) as procs:
             health = c.start("health", [c.PYTHON, str(HERE / "_onehop.py"), "grpc", str(ports["health"])],
                              ports["health"], quiet)
             procs.append(health)
@@ -160,13 +159,6 @@ async def main(args) -> None:
                       f"stored {count}, 201s {product['created_total']}, sent {product['sent_total']} "
                       f"(stored - 201s = requests in flight when the load generator stopped)", flush=True)
             report(args, results)
-        except BaseException:
-            for proc in procs:
-                print(f"{proc.name} log (last lines):\n{proc.tail(10)}", file=sys.stderr)
-            raise
-        finally:
-            for proc in reversed(procs):
-                proc.stop()
 
 
 def report(args, results: dict) -> None:

@@ -34,7 +34,7 @@ from bench import _common as c  # noqa: E402
 from services.common.auth import CONFIG_WRITE, DEVICES_READ, mint  # noqa: E402
 
 LOOP = "asyncio"  # set in __main__
-TARGET_MS = 100.0
+TARGET_MS = 200.0  # p99 at 1000 watching devices (issue 9)
 USER_ID = "11111111-2222-4333-8444-555555555555"
 APPROVED, DENIED = pb.STATE_APPROVED, pb.STATE_DENIED
 
@@ -335,6 +335,10 @@ async def main(args) -> None:
                 [latency_rows(after_return, "decision arrival - Approve returned", True),
                  latency_rows(after_sent, "decision arrival - Approve sent", True),
                  latency_rows(rpc, "Approve RPC (returned - sent)", False)])
+            p99 = c.percentile(sorted(after_sent), 99)
+            c.summarize(args.summary, path=f"decision fan-out to {len(devices)} watching devices, p99 "
+                        f"(arrival - Approve sent, {args.rate}/s)", floor="-", product=f"{p99:.1f} ms", ratio="-",
+                        target=f"< {TARGET_MS:.0f} ms", met=p99 < TARGET_MS)
 
             # 4. resume: one watcher goes away, decisions happen for its device, it comes back with its cursor
             if args.resume:
@@ -391,6 +395,7 @@ def parse(argv=None):
     p.add_argument("--resume", type=int, default=5, help="decisions made while one watcher is away (0: skip)")
     p.add_argument("--trace", help="write the warm-up decisions' arrival times, then one JSON line per approval "
                                         "(scheduled, sent, returned, arrival times)")
+    p.add_argument("--summary", help="append bench/run's headline rows (JSON lines) to this file")
     p.add_argument("--watch-process", help=argparse.SUPPRESS)  # internal: be the watcher process
     args = p.parse_args(argv)
     if not args.watch_process and max(args.rounds, args.rounds + args.resume) > 10:

@@ -7,9 +7,12 @@ from epm.events.v1 import elevation_event_service_pb2 as pb
 from epm.events.v1 import elevation_event_service_pb2_grpc as pb_grpc
 from google.protobuf import field_mask_pb2
 
+from services.common.auth import CONFIG_WRITE, DEVICES_WRITE
+
 from . import graphjson, query
 from .errors import GraphError
 from .graph import (
+    PRINCIPAL,
     call_options,
     count_collection,
     entity_body,
@@ -25,6 +28,8 @@ ENTITY_SET = "deviceManagement/privilegeManagementElevations"
 TYPE = "privilegeManagementElevation"
 NULL_WHEN_EMPTY = frozenset({"justification"})
 PROPERTIES = frozenset(f.json_name for f in pb.ElevationEvent.DESCRIPTOR.fields)
+WRITE = (CONFIG_WRITE, DEVICES_WRITE)  # as the events service's writes
+INGEST_MAX = 1000  # events per POST …/ingest: one batch, one transaction
 
 
 def _stub(request: web.Request) -> pb_grpc.ElevationEventServiceStub:
@@ -49,6 +54,36 @@ async def create(request: web.Request) -> web.Response:
     stored = await _stub(request).RecordElevationEvent(pb.RecordElevationEventRequest(event=event),
                                                        **call_options(request))
     return located(request, reply(_entity(request, stored), status=201), ENTITY_SET, stored.id)
+
+
+async def ingest(request: web.Request) -> web.Response:
+    """Extension (not in Graph): POST {"value": [up to 1000 events]} stores them as one batch of the gRPC
+    IngestElevationEvents stream. Like it, an invalid event is reported by its index and not stored, the valid
+    rest is; a re-sent event counts as a duplicate. The permission is checked before the body is (the service
+    checks it again)."""
+    if wanted := request[PRINCIPAL].missing(WRITE):
+        raise GraphError(403, "Application is not authorized to perform this operation. Application must have one "
+                              f"of the following scopes: {', '.join(wanted)}")
+    body = await read_json(request)
+    events = body.get("value") if isinstance(body, dict) else None
+    if not isinstance(events, list) or not 0 < len(events) <= INGEST_MAX:
+        raise GraphError(400, f"The body must be {{\"value\": [1 to {INGEST_MAX} {TYPE} objects]}}.")
+    batch, positions, rejected = pb.IngestElevationEventsRequest(), [], []
+    for index, item in enumerate(events):
+        event = pb.ElevationEvent()
+        try:
+            graphjson.from_json(item, event, TYPE)
+        except GraphError as exc:
+            rejected.append({"index": index, "reason": exc.message})
+            continue
+        batch.events.append(event)
+        positions.append(index)
+    result = pb.IngestElevationEventsResponse()
+    if positions:
+        result = await _stub(request).IngestElevationEvents(iter((batch,)), **call_options(request))
+    rejected += [{"index": positions[r.index], "reason": r.reason} for r in result.rejected]
+    return reply({"received": len(events), "inserted": result.inserted, "duplicates": result.duplicates,
+                  "rejected": sorted(rejected, key=lambda r: r["index"])})
 
 
 async def list_(request: web.Request) -> web.Response:
@@ -101,6 +136,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(PATH, list_)
     app.router.add_get(PATH + "/$count", count)
     app.router.add_get(PATH + "/summary", summary)
+    app.router.add_post(PATH + "/ingest", ingest)
     for item in (PATH + "/{id}", PATH + "('{id}')"):  # key as segment, and OData key syntax
         app.router.add_get(item, get)
         app.router.add_patch(item, update)

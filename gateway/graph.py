@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import orjson
 from aiohttp import web
 
 from services.common.auth import Principal, TokenVerifier
@@ -52,7 +53,7 @@ def located(request: web.Request, response: web.Response, entity_set: str, entit
 
 
 def reply(body: dict, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=json.dumps(body, separators=(",", ":")), content_type=JSON,
+    return web.Response(status=status, body=orjson.dumps(body), content_type=JSON, charset="utf-8",
                         headers={"OData-Version": "4.0"})
 
 

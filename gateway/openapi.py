@@ -104,6 +104,9 @@ LOOKUP = {"type": "object", "required": ["hashes"], "additionalProperties": Fals
 SELF_ACTIVATE = strings(("reason",), "ticketNumber", "ticketSystem")
 SELF_ACTIVATE["properties"]["duration"] = {"type": ["string", "number", "null"]}
 EMPTY = {"type": "object", "additionalProperties": False}
+INGEST = {"type": "object", "required": ["value"], "properties": {"value": {
+    "type": "array", "minItems": 1, "maxItems": elevations.INGEST_MAX,
+    "items": message(events_pb.ElevationEvent.DESCRIPTOR, ("deviceId", "eventDateTime"), READ_ONLY_EVENT)}}}
 
 # method, path, summary, query options, request body, success status, extra error statuses (beside the common ones)
 ROUTES: list[tuple[str, str, str, tuple[str, ...], dict | None, int, str]] = [
@@ -115,6 +118,7 @@ ROUTES: list[tuple[str, str, str, tuple[str, ...], dict | None, int, str]] = [
     ("GET", "/console/{name}", "A file of the reviewer console.", (), None, 200, "404"),
     ("POST", ELEV, "Report an elevation event.", (), message(events_pb.ElevationEvent.DESCRIPTOR,
                                                               ("deviceId", "eventDateTime"), READ_ONLY_EVENT), 201, ""),
+    ("POST", ELEV + "/ingest", "Report up to 1000 elevation events in one batch (extension).", (), INGEST, 200, ""),
     ("GET", ELEV, "List elevation events.", LIST, None, 200, ""),
     ("GET", ELEV + "/$count", "Count elevation events.", ("filter",), None, 200, ""),
     ("GET", ELEV + "/summary", "Report counts (extension).", ("filter", "top"), None, 200, ""),

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 
 import grpc
+import orjson
 from aiohttp import web
 from epm.events.v1 import elevation_event_feed_service_pb2 as elevations_pb
 from epm.events.v1 import elevation_event_feed_service_pb2_grpc as elevations_grpc
@@ -36,7 +36,7 @@ FLAGS = {"true": True, "false": False}
 
 
 def _line(body: dict) -> bytes:
-    return json.dumps(body, separators=(",", ":")).encode() + b"\n"
+    return orjson.dumps(body) + b"\n"
 
 
 def _follow(request: web.Request) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 
 import grpc
+import orjson
 from aiohttp import web
 from epm.requests.v1 import elevation_request_service_pb2 as requests_pb
 from epm.requests.v1 import support_elevation_service_pb2 as pb
@@ -83,7 +84,7 @@ def _json(message: pb.SupportElevationRequest) -> dict:
 
 
 def _reply(body: dict, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=json.dumps(body, separators=(",", ":")), content_type=JSON)
+    return web.Response(status=status, body=orjson.dumps(body), content_type=JSON, charset="utf-8")
 
 
 async def create(request: web.Request) -> web.Response:

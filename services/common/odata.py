@@ -7,7 +7,7 @@ Literal values only ever reach the SQL as parameters; column text only ever come
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -35,6 +35,9 @@ class Field:
     enum_values: tuple[str, ...] = ()  # for "enum": the Graph member names, which the column stores as text
     casefold: bool = False  # string compared case-insensitively (column and literal lowered)
     empty_is_null: bool = False  # string column stores '' for null
+    # for "enum": member -> the SQL of `property eq member`, when the column is an expression no index serves
+    # (e.g. a status derived from a stored one and the time) but an equivalent condition on the stored columns is
+    equals: Callable[[str], str] | None = None
 
     def __post_init__(self):
         if self.type not in FIELD_TYPES:
@@ -474,6 +477,8 @@ class _Compiler:
         if op not in ("eq", "ne") and field.type in ("bool", "enum"):
             raise ODataError(f"The operator '{op}' cannot be used with the {field.type} property '{prop.name}'.")
         column, (value,) = _folded(field, [_value(prop.name, field, literal)])
+        if field.equals and op in ("eq", "ne"):  # an allowlisted member: its SQL is constant
+            return field.equals(value) if op == "eq" else f"NOT ({field.equals(value)})"
         return f"{column} {SQL_OPERATORS[op]} {self.bind(value)}"
 
     def null_comparison(self, prop: Property, field: Field, op: str) -> str:
@@ -491,6 +496,8 @@ class _Compiler:
         if any(value.kind == "null" for value in node.values):
             raise ODataError(f"null is not allowed in the 'in' list for property '{prop.name}'.")
         column, values = _folded(field, [_value(prop.name, field, value) for value in node.values])
+        if field.equals:
+            return "(" + " OR ".join(field.equals(value) for value in values) + ")"
         return f"{column} IN ({', '.join(self.bind(value) for value in values)})"
 
     def call(self, node: Call) -> str:

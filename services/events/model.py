@@ -12,6 +12,7 @@ from epm.events.v1 import elevation_event_service_pb2 as pb
 
 from ..common.enums import graph_names, graph_numbers, to_graph
 from ..common.odata import Field
+from ..common.timestamps import set_time
 
 # Ids are UUIDv5 of "deviceId|eventDateTime" in this namespace: a re-sent event gets the same id.
 ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:epm:privilegeManagementElevation")
@@ -153,7 +154,7 @@ def from_row(row) -> pb.ElevationEvent:
     for name in COLUMNS:
         value = row[name]
         if name == "event_date_time":
-            event.event_date_time.FromDatetime(value)
+            set_time(event.event_date_time, value)
         elif name in ENUMS:
             setattr(event, name, graph_numbers(ENUMS[name])[value])
         else:

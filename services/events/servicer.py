@@ -13,6 +13,7 @@ from ..common import errors, paging
 from ..common.auth import CONFIG_READ, CONFIG_WRITE, DEVICES_READ, DEVICES_WRITE, TokenVerifier, authorize
 from ..common.metrics import EVENTS_INGESTED, EVENTS_REJECTED
 from ..common.odata import ODataError
+from ..common.timestamps import set_time
 from . import model
 from .seen_devices import SeenDeviceReporter
 from .store import EventStore
@@ -183,8 +184,8 @@ class ElevationEventServicer(pb_grpc.ElevationEventServiceServicer):
             out.file.SetInParent()
             out.file.elevations, out.file.devices, out.file.users = file["elevations"], file["devices"], file["users"]
             if file["first_seen"] is not None:
-                out.file.first_seen_date_time.FromDatetime(file["first_seen"])
-                out.file.last_seen_date_time.FromDatetime(file["last_seen"])
+                set_time(out.file.first_seen_date_time, file["first_seen"])
+                set_time(out.file.last_seen_date_time, file["last_seen"])
         if (device := found["device"]) is not None:
             out.device.CopyFrom(pb.DeviceStats(**dict(device)))
         return out

@@ -16,6 +16,7 @@ from epm.reputation.v1 import file_reputation_service_pb2_grpc as pb_grpc
 from ..common import errors
 from ..common.auth import CONFIG_READ, CONFIG_WRITE, TokenVerifier, authorize
 from ..common.enums import graph_names, graph_numbers
+from ..common.timestamps import set_time
 from . import importer, scoring
 from .feeds import HASH_KINDS, formats, hex_digest
 from .peers import Peers
@@ -293,8 +294,8 @@ def _analysis(analysis: scoring.Analysis, facts: scoring.Facts, file_hash: str,
                                        publisher_name=facts.publisher_name, reasons=analysis.publisher_reasons)
     if cert:
         publisher.subject, publisher.issuer, publisher.thumbprint = cert.subject, cert.issuer, cert.thumbprint
-        publisher.not_before.FromDatetime(cert.not_before)
-        publisher.not_after.FromDatetime(cert.not_after)
+        set_time(publisher.not_before, cert.not_before)
+        set_time(publisher.not_after, cert.not_after)
     message = pb.FileAnalysis(
         file_hash=file_hash, app_reputation=ENUMS["reputation"][analysis.app_reputation],
         sources=[_source(m) for m in analysis.sources], publisher=publisher,
@@ -309,9 +310,9 @@ def _analysis(analysis: scoring.Analysis, facts: scoring.Facts, file_hash: str,
         message.prevalence.devices, message.prevalence.users = activity.file_devices, activity.file_users
         message.prevalence.elevations = activity.file_elevations
         if activity.file_first_seen:
-            message.prevalence.first_seen_date_time.FromDatetime(activity.file_first_seen)
-            message.prevalence.last_seen_date_time.FromDatetime(activity.file_last_seen)
-    message.analyzed_date_time.FromDatetime(facts.now)
+            set_time(message.prevalence.first_seen_date_time, activity.file_first_seen)
+            set_time(message.prevalence.last_seen_date_time, activity.file_last_seen)
+    set_time(message.analyzed_date_time, facts.now)
     return message
 
 
@@ -328,7 +329,7 @@ def feed_to_proto(row) -> pb.Feed:
                    version=row["version"], source_version=row["source_version"], records=row["records"],
                    keys=row["keys"], problem_count=row["problem_count"], digest=row["digest"])
     if row["imported_at"] is not None:
-        feed.imported_date_time.FromDatetime(row["imported_at"])
+        set_time(feed.imported_date_time, row["imported_at"])
     return feed
 
 
@@ -337,7 +338,7 @@ def rule_to_proto(row) -> pb.PublisherRule:
         id=str(row["id"]), value=row["value"], blocked=row["blocked"], display_name=row["display_name"],
         note=row["note"], kind=pb.PUBLISHER_RULE_KIND_CERTIFICATE if row["kind"] == "certificate"
         else pb.PUBLISHER_RULE_KIND_PUBLISHER_NAME)
-    rule.created_date_time.FromDatetime(row["created_at"])
+    set_time(rule.created_date_time, row["created_at"])
     return rule
 
 

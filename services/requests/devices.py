@@ -18,6 +18,7 @@ from ..common import errors, listing, paging
 from ..common.auth import CONFIG_WRITE, DEVICES_READ, DEVICES_WRITE, TokenVerifier, authorize
 from ..common.enums import graph_numbers, to_graph
 from ..common.odata import Field, ODataError
+from ..common.timestamps import set_time
 
 READ = (DEVICES_READ, DEVICES_WRITE)
 WRITE = (DEVICES_WRITE,)
@@ -125,9 +126,9 @@ def to_proto(row) -> pb.ManagedDevice:
                                source=SOURCE_NUMBERS[row["source"]], **{c: row[c] for c in TEXT})
     for column in DATES:
         if row[column] != NEVER:
-            getattr(message, column).FromDatetime(row[column])
+            set_time(getattr(message, column), row[column])
     if row["last_seen_at"] is not None:
-        message.last_seen_date_time.FromDatetime(row["last_seen_at"])
+        set_time(message.last_seen_date_time, row["last_seen_at"])
     return message
 
 

@@ -20,7 +20,8 @@ OPERATIONS = {"created": ("Create",), "updated": ("Patch", "Action"), "deleted":
 CHANGE_TYPE = {op: change for change, ops in OPERATIONS.items() for op in ops}
 # A subscription's $filter runs on the changed request, its status being the state the change left it in.
 CHANGE_FIELDS: dict[str, Field] = {
-    name: replace(field, column="a.new_state" if name == "status" else f"r.{field.column}")
+    name: replace(field, column="a.new_state", equals=None) if name == "status"
+    else replace(field, column=f"r.{field.column}")
     for name, field in FIELDS.items()}
 
 

@@ -29,6 +29,7 @@ from ..common.auth import (
     TokenVerifier,
     authorize,
 )
+from ..common.timestamps import set_time
 from .store import Actor, audit
 
 READ = ("RoleManagement.Read.Directory", "RoleManagement.ReadWrite.Directory", "Directory.AccessAsUser.All")
@@ -139,7 +140,7 @@ def _message(row, now: datetime, result_message: str | None = None) -> pb.RoleAs
                             is_elevated=_is_active(row, now),
                             result_message=row["result_message"] if result_message is None else result_message)
     if row["eligible"] and out.is_elevated:
-        out.expiration_date_time.FromDatetime(row["active_until"])
+        set_time(out.expiration_date_time, row["active_until"])
     return out
 
 

@@ -18,6 +18,7 @@ from ..common.auth import CONFIG_READ, CONFIG_WRITE, DEVICES_READ, DEVICES_WRITE
 from ..common.enums import graph_numbers
 from ..common.logs import request_id
 from ..common.odata import ODataError
+from ..common.timestamps import set_time
 from . import roles
 from .decisions import DecisionHub
 from .lifecycle import Action, State, TransitionError, effective, justification_problem
@@ -77,16 +78,16 @@ def to_proto(row, now: datetime) -> pb.ElevationRequest:
         reviewer_justification=row["reviewer_justification"], etag=str(row["version"]),
         application_detail=pb.ElevationRequestApplicationDetail(**{k: row[k] for k in DETAIL}),
     )
-    message.request_created_date_time.FromDatetime(row["created_at"])
-    message.request_last_modified_date_time.FromDatetime(row["modified_at"])
-    message.request_expiry_date_time.FromDatetime(row["valid_until"])
+    set_time(message.request_created_date_time, row["created_at"])
+    set_time(message.request_last_modified_date_time, row["modified_at"])
+    set_time(message.request_expiry_date_time, row["valid_until"])
     if row["reviewed_at"] is not None:
-        message.review_completed_date_time.FromDatetime(row["reviewed_at"])
+        set_time(message.review_completed_date_time, row["reviewed_at"])
     if row["analyzed_at"] is not None:
         message.reputation.CopyFrom(pb.ReputationSummary(
             verdict=row["verdict"], risk_score=row["risk_score"], recommendation=row["recommendation"],
             app_reputation=row["app_reputation"]))
-        message.reputation.analyzed_date_time.FromDatetime(row["analyzed_at"])
+        set_time(message.reputation.analyzed_date_time, row["analyzed_at"])
     return message
 
 
@@ -101,7 +102,7 @@ def audit_to_proto(row) -> pb.AuditEvent:
         activity_result=row["result"], correlation_id=row["correlation_id"], category=category(row["resource_type"]),
         actor=pb.AuditActor(type=row["actor_type"], user_id=row["actor_id"], user_principal_name=row["actor_upn"]),
     )
-    event.activity_date_time.FromDatetime(row["at"])
+    set_time(event.activity_date_time, row["at"])
     resource = event.resources.add(display_name=row["resource_name"], type=row["resource_type"],
                                    resource_id=row["resource_id"])
     if row["old_state"] or row["new_state"]:
@@ -265,9 +266,9 @@ class ElevationRequestServicer(pb_grpc.ElevationRequestServiceServicer):
     def _decision(row) -> pb.Decision:
         decision = pb.Decision(sequence=row["sequence"], elevation_request_id=str(row["request_id"]),
                                device_id=row["device_id"], file_hash=row["file_hash"], status=STATES[row["status"]])
-        decision.decided_date_time.FromDatetime(row["decided_at"])
+        set_time(decision.decided_date_time, row["decided_at"])
         if row["valid_until"] is not None:
-            decision.valid_until_date_time.FromDatetime(row["valid_until"])
+            set_time(decision.valid_until_date_time, row["valid_until"])
         return decision
 
     async def GetRequestHistory(self, request, context):

@@ -18,6 +18,19 @@ TABLE = "requests.elevation_requests"
 # The state at the instant of the query ($2): open requests past their deadline are expired.
 EFFECTIVE_STATUS = (
     "(CASE WHEN status IN ('pending', 'approved') AND valid_until <= $2 THEN 'expired' ELSE status END)")
+
+
+def status_is(status: str) -> str:
+    """`EFFECTIVE_STATUS = status` as conditions on the stored columns, which the indexes serve (the open ones by
+    elevation_requests_open_by_created). `status` is a State value, never caller text."""
+    state = State(status).value
+    if state in ("pending", "approved"):
+        return f"(status = '{state}' AND valid_until > $2)"
+    if state == "expired":
+        return "(status = 'expired' OR (status IN ('pending', 'approved') AND valid_until <= $2))"
+    return f"status = '{state}'"
+
+
 _DETAIL = {
     "fileHash": "file_hash", "fileName": "file_name", "filePath": "file_path",
     "fileDescription": "file_description", "publisherName": "publisher_name", "publisherCert": "publisher_cert",
@@ -34,7 +47,7 @@ FIELDS: dict[str, Field] = {
     "requestCreatedDateTime": Field("created_at", "datetime"),
     "requestLastModifiedDateTime": Field("modified_at", "datetime"),
     "requestJustification": Field("request_justification", "string"),
-    "status": Field(EFFECTIVE_STATUS, "enum", tuple(s.value for s in State)),
+    "status": Field(EFFECTIVE_STATUS, "enum", tuple(s.value for s in State), equals=status_is),
     "reviewCompletedByUserId": Field("reviewed_by_user_id", "string"),
     "reviewCompletedByUserPrincipalName": Field("reviewed_by_upn", "string"),
     "reviewCompletedDateTime": Field("reviewed_at", "datetime"),

@@ -15,6 +15,7 @@ from epm.requests.v1 import subscription_service_pb2_grpc as pb_grpc
 from ..common import errors, feed
 from ..common.auth import TokenVerifier
 from ..common.odata import ODataError, compile_filter
+from ..common.timestamps import set_time
 from .delivery import SUBSCRIPTIONS, validate_endpoint
 from .notifications import (
     CHANGE_FIELDS,
@@ -48,10 +49,10 @@ def to_proto(row, now: datetime) -> pb.Subscription:
         application_id=row["application_id"], creator_id=row["creator_id"], latest_supported_tls_version="v1_2",
         delivery=pb.Delivery(state=state, paused_reason=row["paused_reason"],
                              failed_attempts=row["failed_attempts"], last_error=row["last_error"]))
-    message.expiration_date_time.FromDatetime(row["expires_at"])
-    message.delivery.next_attempt_date_time.FromDatetime(row["next_attempt_at"])
+    set_time(message.expiration_date_time, row["expires_at"])
+    set_time(message.delivery.next_attempt_date_time, row["next_attempt_at"])
     if row["last_delivered_at"] is not None:
-        message.delivery.last_delivered_date_time.FromDatetime(row["last_delivered_at"])
+        set_time(message.delivery.last_delivered_date_time, row["last_delivered_at"])
     return message
 
 

@@ -16,6 +16,7 @@ from epm.requests.v1 import support_elevation_service_pb2_grpc as pb_grpc
 from ..common import errors, listing, paging
 from ..common.auth import MMD_DEVICE_READ, MMD_SUPPORT, TokenVerifier
 from ..common.odata import Field, ODataError
+from ..common.timestamps import set_time
 from . import roles
 from .devices import DeviceStore
 from .lifecycle import MAX_JUSTIFICATION, State, TransitionError, closure_time, effective, is_successful
@@ -72,9 +73,9 @@ def to_proto(row, now: datetime) -> pb.SupportElevationRequest:
         requesting_agent_upn=row["requested_by_upn"], device_name=row["device_name"],
         is_successful_request=is_successful(state), etag=str(row["version"]), status=STATES[state.value],
         device_id=row["device_id"], **{c: row[c] for c in (*TICKET, "actions_taken", "closing_agent_upn")})
-    message.request_creation_time.FromDatetime(row["created_at"])
+    set_time(message.request_creation_time, row["created_at"])
     if (closed := closure_time(State(row["status"]), row["valid_until"], row["modified_at"], now)) is not None:
-        message.request_closure_time.FromDatetime(closed)
+        set_time(message.request_closure_time, closed)
     return message
 
 

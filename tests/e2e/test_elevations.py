@@ -297,3 +297,34 @@ async def test_headers_request_ids_and_unknown_routes(http):
         await error_of(resp, 404)
     async with http.put(PATH) as resp:
         await error_of(resp, 405)
+
+
+def at(hours: int) -> str:
+    return (NOW - timedelta(hours=hours)).isoformat().replace("+00:00", "Z")
+
+
+async def test_ingest_stores_a_batch_and_names_each_rejected_event(http):
+    batch = [event(eventDateTime=at(1)), event(colour="blue"), event(eventDateTime=at(2)),
+             event(deviceId="", eventDateTime=at(3)), event(eventDateTime=at(1)), event(eventDateTime=at(4))]
+    async with http.post(PATH + "/ingest", json={"value": batch}) as resp:
+        assert resp.status == 200, await resp.text()
+        result = await resp.json()
+    assert (result["received"], result["inserted"], result["duplicates"]) == (6, 3, 1)
+    assert [r["index"] for r in result["rejected"]] == [1, 3]
+    assert "colour" in result["rejected"][0]["reason"] and "deviceId" in result["rejected"][1]["reason"]
+    async with http.get(PATH, params={"$orderby": "eventDateTime desc"}) as resp:
+        stored = (await resp.json())["value"]
+    assert [e["eventDateTime"] for e in stored] == [at(1), at(2), at(4)]
+    assert stored[0]["id"] == (await post(http, event(eventDateTime=at(1))))["id"]  # the same event, not a copy
+
+    async with http.post(PATH + "/ingest", json={"value": batch}) as resp:  # delivered again: nothing new
+        again = await resp.json()
+    assert (again["inserted"], again["duplicates"], len(again["rejected"])) == (0, 4, 2)
+
+
+@pytest.mark.parametrize("body", [{"value": []}, {"value": [{}] * 1001}, {"value": {}}, [event()], {"events": []}])
+async def test_ingest_refuses_a_body_that_is_no_batch(http, body):
+    async with http.post(PATH + "/ingest", json=body) as resp:
+        assert "1 to 1000" in await error_of(resp, 400)
+    async with http.get(PATH + "/$count") as resp:
+        assert await resp.text() == "0"

@@ -177,8 +177,9 @@ async def stored_events(system, tenant: str) -> Counter:
 
 
 async def stored_requests(system, tenant: str) -> tuple[dict, Counter]:
-    """(device id -> request id, request id -> how many Create audit events it has)."""
-    async with database(system) as conn:
+    """(device id -> request id, request id -> how many Create audit events it has), from one snapshot: a create
+    the load abandoned may still commit on the server between two reads."""
+    async with database(system) as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         rows = await conn.fetch("SELECT id::text, device_id FROM requests.elevation_requests WHERE tenant_id = $1",
                                 tenant)
         audits = await conn.fetch("SELECT resource_id FROM requests.audit_events WHERE tenant_id = $1 "

@@ -7,7 +7,7 @@ from epm.events.v1 import elevation_event_service_pb2 as pb
 from epm.events.v1 import elevation_event_service_pb2_grpc as pb_grpc
 from google.protobuf import field_mask_pb2
 
-from services.common.auth import CONFIG_WRITE, DEVICES_WRITE
+from services.common.auth import CONFIG_WRITE, DEVICES_WRITE, not_authorized
 
 from . import graphjson, query
 from .errors import GraphError
@@ -62,8 +62,7 @@ async def ingest(request: web.Request) -> web.Response:
     rest is; a re-sent event counts as a duplicate. The permission is checked before the body is (the service
     checks it again)."""
     if wanted := request[PRINCIPAL].missing(WRITE):
-        raise GraphError(403, "Application is not authorized to perform this operation. Application must have one "
-                              f"of the following scopes: {', '.join(wanted)}")
+        raise GraphError(403, not_authorized(wanted))
     body = await read_json(request)
     events = body.get("value") if isinstance(body, dict) else None
     if not isinstance(events, list) or not 0 < len(events) <= INGEST_MAX:

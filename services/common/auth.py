@@ -181,6 +181,12 @@ def mint(secret: str, *, tenant: str, scopes: Iterable[str] = (), roles: Iterabl
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
+def not_authorized(wanted: Iterable[str]) -> str:
+    """Graph's message for a caller that lacks every one of the `wanted` permissions."""
+    return ("Application is not authorized to perform this operation. "
+            f"Application must have one of the following scopes: {', '.join(wanted)}")
+
+
 async def authorize(verifier: TokenVerifier, metadata, any_of: Iterable[str]) -> Principal:
     """The caller of a gRPC method, from its `authorization` metadata; raises RpcError 401/403-style."""
     header = next((v for k, v in metadata if k == "authorization"), None)
@@ -189,10 +195,6 @@ async def authorize(verifier: TokenVerifier, metadata, any_of: Iterable[str]) ->
     except AuthError as exc:
         raise RpcError(grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED", str(exc)) from None
     if wanted := principal.missing(any_of):
-        raise RpcError(
-            grpc.StatusCode.PERMISSION_DENIED, "MISSING_SCOPE",
-            "Application is not authorized to perform this operation. "
-            f"Application must have one of the following scopes: {', '.join(wanted)}",
-            required=",".join(wanted),
-        )
+        raise RpcError(grpc.StatusCode.PERMISSION_DENIED, "MISSING_SCOPE", not_authorized(wanted),
+                       required=",".join(wanted))
     return principal

@@ -1,7 +1,8 @@
 """OData v4 $filter and $orderby as Microsoft Graph accepts them, compiled to PostgreSQL for asyncpg. Pure.
 
 Pipeline: text -> tokens (_tokenize) -> AST (_Parser) -> SQL with $N placeholders (_Compiler).
-Literal values only ever reach the SQL as parameters; column text only ever comes from the Field table.
+Literal values only ever reach the SQL as parameters (an enum member that a Field's `equals` turns into SQL is
+first checked against the Field's members); column text only ever comes from the Field table.
 """
 
 from __future__ import annotations

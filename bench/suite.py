@@ -38,7 +38,7 @@ def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     memory = int(Path("/proc/meminfo").read_text().split()[1]) / 2**20
-    database = os.environ.get("EPM_BENCH_DATABASE_URL") and "EPM_BENCH_DATABASE_URL" or "embedded pgserver"
+    database = "EPM_BENCH_DATABASE_URL" if os.environ.get("EPM_BENCH_DATABASE_URL") else "embedded pgserver"
     return (f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, Python {platform.python_version()}, "
             f"PostgreSQL: {database}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 

@@ -7,7 +7,7 @@ from epm.events.v1 import elevation_event_service_pb2 as pb
 from epm.events.v1 import elevation_event_service_pb2_grpc as pb_grpc
 from google.protobuf import field_mask_pb2
 
-from services.common.auth import CONFIG_WRITE, DEVICES_WRITE, not_authorized
+from services.common.auth import EVENTS_WRITE, not_authorized
 
 from . import graphjson, query
 from .errors import GraphError
@@ -28,7 +28,6 @@ ENTITY_SET = "deviceManagement/privilegeManagementElevations"
 TYPE = "privilegeManagementElevation"
 NULL_WHEN_EMPTY = frozenset({"justification"})
 PROPERTIES = frozenset(f.json_name for f in pb.ElevationEvent.DESCRIPTOR.fields)
-WRITE = (CONFIG_WRITE, DEVICES_WRITE)  # as the events service's writes
 INGEST_MAX = 1000  # events per POST …/ingest: one batch, one transaction
 
 
@@ -61,7 +60,7 @@ async def ingest(request: web.Request) -> web.Response:
     IngestElevationEvents stream. Like it, an invalid event is reported by its index and not stored, the valid
     rest is; a re-sent event counts as a duplicate. The permission is checked before the body is (the service
     checks it again)."""
-    if wanted := request[PRINCIPAL].missing(WRITE):
+    if wanted := request[PRINCIPAL].missing(EVENTS_WRITE):
         raise GraphError(403, not_authorized(wanted))
     body = await read_json(request)
     events = body.get("value") if isinstance(body, dict) else None
@@ -69,13 +68,12 @@ async def ingest(request: web.Request) -> web.Response:
         raise GraphError(400, f"The body must be {{\"value\": [1 to {INGEST_MAX} {TYPE} objects]}}.")
     batch, positions, rejected = pb.IngestElevationEventsRequest(), [], []
     for index, item in enumerate(events):
-        event = pb.ElevationEvent()
         try:
-            graphjson.from_json(item, event, TYPE)
+            graphjson.from_json(item, batch.events.add(), TYPE)  # filled in place, not copied in
         except GraphError as exc:
+            del batch.events[-1]
             rejected.append({"index": index, "reason": exc.message})
             continue
-        batch.events.append(event)
         positions.append(index)
     result = pb.IngestElevationEventsResponse()
     if positions:

@@ -24,6 +24,7 @@ CONFIG_READ = "DeviceManagementConfiguration.Read.All"
 CONFIG_WRITE = "DeviceManagementConfiguration.ReadWrite.All"
 DEVICES_READ = "DeviceManagementManagedDevices.Read.All"
 DEVICES_WRITE = "DeviceManagementManagedDevices.ReadWrite.All"
+EVENTS_WRITE = (CONFIG_WRITE, DEVICES_WRITE)  # who may report elevation events (the events service, the gateway)
 # Microsoft Managed Desktop's support API ("Modern Workplace Customer APIs"): application and delegated permissions.
 MMD_SUPPORT = "MmdSupport.ReadWrite"
 MMD_DEVICE_READ = "MWaaSDevice.Read"

@@ -10,7 +10,7 @@ from epm.events.v1 import elevation_event_service_pb2 as pb
 from epm.events.v1 import elevation_event_service_pb2_grpc as pb_grpc
 
 from ..common import errors, paging
-from ..common.auth import CONFIG_READ, CONFIG_WRITE, DEVICES_READ, DEVICES_WRITE, TokenVerifier, authorize
+from ..common.auth import CONFIG_READ, CONFIG_WRITE, DEVICES_READ, DEVICES_WRITE, EVENTS_WRITE, TokenVerifier, authorize
 from ..common.metrics import EVENTS_INGESTED, EVENTS_REJECTED
 from ..common.odata import ODataError
 from ..common.timestamps import set_time
@@ -20,7 +20,7 @@ from .store import EventStore
 from .usage import SUPPORT_APPROVED, UsageReporter
 
 READ = (CONFIG_READ, CONFIG_WRITE, DEVICES_READ, DEVICES_WRITE)
-WRITE = (CONFIG_WRITE, DEVICES_WRITE)
+WRITE = EVENTS_WRITE
 MAX_TOP = 100
 MAX_WRITES_IN_FLIGHT = 2
 NOUN = "elevation event"

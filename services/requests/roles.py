@@ -75,9 +75,14 @@ async def active_roles(conn, tenant_id: str, user_id: str, now: datetime) -> dic
     return {r["name"]: frozenset(r["permissions"]) for r in rows}
 
 
+def granted(roles: dict[str, frozenset[str]]) -> frozenset[str]:
+    """The union of the permissions of `roles` (as active_roles returns them)."""
+    return frozenset().union(*roles.values())
+
+
 async def permissions(conn, tenant_id: str, user_id: str, now: datetime) -> frozenset[str]:
     """The union of the permissions of the user's ACTIVE assignments at `now`."""
-    return frozenset().union(*(await active_roles(conn, tenant_id, user_id, now)).values())
+    return granted(await active_roles(conn, tenant_id, user_id, now))
 
 
 async def _audit(conn, tenant_id: str, caller: Principal, *, at: datetime, activity: str, operation: str,
@@ -297,7 +302,7 @@ class RoleAssignmentServicer(pb_grpc.RoleAssignmentServiceServicer):
         caller = await self._caller(context, MY_PERMISSIONS)
         held = await active_roles(self.pool, caller.tenant_id, caller.object_id, self.clock()) if caller.delegated \
             else {}
-        return pb.MyPermissions(permissions=sorted(frozenset().union(*held.values())), delegated=caller.delegated,
+        return pb.MyPermissions(permissions=sorted(granted(held)), delegated=caller.delegated,
                                 roles=list(held))
 
     async def _change(self, caller: Principal, context, user_id: str, role_id: str, given_id: str, *,

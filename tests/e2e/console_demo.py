@@ -123,10 +123,13 @@ async def seed(client, token, admin: dict, *, elevations: int = 0) -> Demo:
         name, device, *_ = rng.choice(PEOPLE)
         app = rng.choice(files)
         at = now - timedelta(seconds=ago)
-        event = {"deviceId": demo.devices[device], "deviceName": device, "upn": demo.people[name].upn,
-                 "eventDateTime": at.isoformat().replace("+00:00", "Z"),
-                 "elevationType": rng.choices(TYPES, weights=(6, 2, 3, 1))[0], "userType": "azureAd",
-                 "processType": "parent", "hash": app["fileHash"], "filePath": app["filePath"],
-                 "productName": app["productName"], "companyName": app["publisherName"]}
-        demo.elevations.append(await send(client, "POST", ELEVATIONS, intune, event, 201))
+        demo.elevations.append({
+            "deviceId": demo.devices[device], "deviceName": device, "upn": demo.people[name].upn,
+            "eventDateTime": at.isoformat().replace("+00:00", "Z"),
+            "elevationType": rng.choices(TYPES, weights=(6, 2, 3, 1))[0], "userType": "azureAd",
+            "processType": "parent", "hash": app["fileHash"], "filePath": app["filePath"],
+            "productName": app["productName"], "companyName": app["publisherName"]})
+    if demo.elevations:  # as a device fleet reports them: one batch
+        stored = await send(client, "POST", f"{ELEVATIONS}/ingest", intune, {"value": demo.elevations})
+        assert (stored["inserted"], stored["rejected"]) == (len(demo.elevations), []), stored
     return demo

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import secrets
 import signal
@@ -68,6 +69,7 @@ def serve(name: str) -> None:
         from .reputation.__main__ import run
     else:
         raise SystemExit(f"unknown process {name!r}; choose from {', '.join(PROCESSES)}")
+    gc.freeze()  # what the imports made lives forever: no full collection scans it again (~14 ms each)
     asyncio.run(run(settings))
 
 

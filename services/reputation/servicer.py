@@ -108,7 +108,7 @@ class FileReputationServicer(pb_grpc.FileReputationServiceServicer):
         caller = await self._caller(context, READ)
         if len(request.hashes) > MAX_LOOKUP:
             raise errors.invalid(f"At most {MAX_LOOKUP} hashes per call, not {len(request.hashes)}.")
-        hashes = [h.lower() for h in request.hashes]
+        hashes = list(map(str.lower, request.hashes))
         if not _all_digests(hashes):
             bad = next(i for i, h in enumerate(hashes) if not DIGEST.match(h))
             raise errors.invalid(f"hashes[{bad}] is not a SHA-256, SHA-1 or MD5 digest: {hashes[bad][:80]!r}",
@@ -249,14 +249,14 @@ def _match(row) -> scoring.Match:
 
 
 def _all_digests(hashes: list[str]) -> bool:
-    """Every one a lowercase MD5, SHA-1 or SHA-256 hex digest: one C-speed pass over them all (isalnum rules out
-    the whitespace bytes.fromhex would skip)."""
+    """Every one a lowercase MD5, SHA-1 or SHA-256 hex digest: C-speed passes over them all. bytes.fromhex skips
+    whitespace, which then shows as a shorter result (str.isalnum would say so too, 20 times slower)."""
     joined = "".join(hashes)
     try:
-        bytes.fromhex(joined)
+        digits = 2 * len(bytes.fromhex(joined))
     except ValueError:
         return False
-    return (joined.isalnum() or not joined) and all(len(h) in DIGEST_LENGTHS for h in hashes)
+    return digits == len(joined) and set(map(len, hashes)) <= DIGEST_LENGTHS
 
 
 def _reputation(rows) -> int:

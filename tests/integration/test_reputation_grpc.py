@@ -292,7 +292,10 @@ async def test_lookup_hashes_answers_thousands_in_order(stub, caller):
 
 
 async def test_lookup_hashes_refuses_bad_input_by_position(stub, caller):
-    for hashes, words in (([sha("a"), "xyz"], "hashes[1]"), ([sha("a")] * 10_001, "At most 10000")):
+    spaced = sha("b")[:62] + " b"  # bytes.fromhex would skip the space
+    for hashes, words in (([sha("a"), "xyz"], "hashes[1]"), ([sha("a"), sha("b"), spaced], "hashes[2]"),
+                          ([sha("a")[:-2] + "\tb", sha("a")], "hashes[0]"), ([sha("a")[:40] + "ab"], "hashes[0]"),
+                          ([sha("a")] * 10_001, "At most 10000")):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.LookupHashes(pb.LookupHashesRequest(hashes=hashes), metadata=caller)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and words in err.value.details()

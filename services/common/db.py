@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -18,9 +19,45 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     """Skips asyncpg's per-release RESET round trip: no code here leaves session state behind."""
 
 
+class FairPool(asyncpg.Pool):
+    """An asyncpg pool that hands out its connections first come, first served.
+
+    asyncpg's own pool lets a task that asks just as a connection comes back take it ahead of the ones already
+    waiting (its queue wakes the first waiter, a newcomer barges in before that waiter runs, the waiter queues again
+    at the back: MagicStack/asyncpg#1247). On a saturated service a call can so lose its turn again and again
+    (tests/integration/test_fair_pool.py shows it). Here a turn is taken first from an asyncio.Semaphore, which is
+    FIFO and hands a released turn straight to the first waiter; the pool itself then always has a connection free."""
+
+    def __init__(self, *args, max_size: int, **kwargs):
+        defaults = {"max_queries": 50_000, "max_inactive_connection_lifetime": 300.0, "loop": None,
+                    "connection_class": asyncpg.Connection, "record_class": asyncpg.Record}  # create_pool's
+        super().__init__(*args, max_size=max_size, **{**defaults, **kwargs})
+        self._turns = asyncio.Semaphore(max_size)
+        self._holding: set = set()  # the connections handed out, each with its turn
+
+    async def _acquire(self, timeout):
+        async with asyncio.timeout(timeout):  # None: no limit
+            await self._turns.acquire()
+        try:
+            connection = await super()._acquire(timeout)
+        except BaseException:
+            self._turns.release()
+            raise
+        self._holding.add(connection)
+        return connection
+
+    async def release(self, connection, *, timeout=None):
+        held = connection in self._holding  # a second release of one connection gives no second turn
+        self._holding.discard(connection)
+        try:
+            return await super().release(connection, timeout=timeout)
+        finally:
+            if held:
+                self._turns.release()
+
+
 async def create_pool(url: str, size: int = 10, **server_settings: str) -> asyncpg.Pool:
-    return await asyncpg.create_pool(url, min_size=1, max_size=size, reset=_no_reset,
-                                     server_settings=server_settings or None)
+    return await FairPool(url, min_size=1, max_size=size, reset=_no_reset, server_settings=server_settings or None)
 
 
 def migration_files(directory: Path) -> list[tuple[int, Path]]:

@@ -108,7 +108,7 @@ class FileReputationServicer(pb_grpc.FileReputationServiceServicer):
         caller = await self._caller(context, READ)
         if len(request.hashes) > MAX_LOOKUP:
             raise errors.invalid(f"At most {MAX_LOOKUP} hashes per call, not {len(request.hashes)}.")
-        hashes = list(map(str.lower, request.hashes))
+        hashes = [h.lower() for h in request.hashes]
         if not _all_digests(hashes):
             bad = next(i for i, h in enumerate(hashes) if not DIGEST.match(h))
             raise errors.invalid(f"hashes[{bad}] is not a SHA-256, SHA-1 or MD5 digest: {hashes[bad][:80]!r}",

@@ -42,23 +42,22 @@ async def test_a_connection_goes_to_the_first_waiter_not_to_whoever_asks_next(da
         assert await _grant_order(plain) == ["N", "C", "B"]
         assert await _grant_order(fair) == ["B", "C", "N"]
         assert await fair.fetchval("SELECT 1") == 1  # every turn came back
-    finally:
-        await plain.close()
-        await fair.close()
+    finally:  # terminate: close would wait for a connection a failed assertion left out
+        plain.terminate()
+        fair.terminate()
 
 
 async def test_a_second_release_or_a_timeout_keeps_the_turns_whole(database_url):
     pool = await db.create_pool(database_url, 1)
     try:
         connection = await pool.acquire()
-        with pytest.raises(TimeoutError):
+        with pytest.raises(TimeoutError):  # waits for the one turn, gives up
             await pool.acquire(timeout=0.05)
         await pool.release(connection)
         await pool.release(connection)  # asyncpg ignores it; it must not free a second turn
-        first = await pool.acquire()
-        with pytest.raises(TimeoutError):
-            await pool.acquire(timeout=0.05)
-        await pool.release(first)
+        async with pool.acquire():
+            assert pool._turns.locked()  # its one turn is taken: a second caller would wait for it
+        assert not pool._turns.locked()
         assert await pool.fetchval("SELECT 2") == 2
     finally:
-        await pool.close()
+        pool.terminate()

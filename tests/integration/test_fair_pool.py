@@ -41,7 +41,8 @@ async def test_a_connection_goes_to_the_first_waiter_not_to_whoever_asks_next(da
         # asyncpg's own: N barges in, and B, woken for it and finding none, queues again behind C
         assert await _grant_order(plain) == ["N", "C", "B"]
         assert await _grant_order(fair) == ["B", "C", "N"]
-        assert await fair.fetchval("SELECT 1") == 1  # every turn came back
+        assert not fair._turns.locked()  # every turn came back (else the query below would wait forever)
+        assert await fair.fetchval("SELECT 1") == 1
     finally:  # terminate: close would wait for a connection a failed assertion left out
         plain.terminate()
         fair.terminate()

@@ -36,13 +36,13 @@ class FairPool(asyncpg.Pool):
         self._holding: set = set()  # the connections handed out, each with its turn
 
     async def _acquire(self, timeout):
-        async with asyncio.timeout(timeout):  # None: no limit
+        async with asyncio.timeout(timeout):  # one deadline for the turn and the connection; None: no limit
             await self._turns.acquire()
-        try:
-            connection = await super()._acquire(timeout)
-        except BaseException:
-            self._turns.release()
-            raise
+            try:
+                connection = await super()._acquire(None)
+            except BaseException:
+                self._turns.release()
+                raise
         self._holding.add(connection)
         return connection
 

@@ -7,6 +7,7 @@ The same token works on the gateway and, as `authorization` metadata, on every g
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import Iterable
@@ -43,8 +44,8 @@ class Principal:
     tenant_id: str
     object_id: str
     upn: str
-    permissions: frozenset[str]  # scp and roles together: both grant the same Graph permissions
-    delegated: bool = False      # a user's token (scp), as opposed to an application's (roles only)
+    permissions: frozenset[str]  # Graph permissions: a user's scp, or an application's roles
+    delegated: bool = False      # a signed-in user's token, as opposed to an application's
     client_id: str = ""          # the calling application (azp, or v1's appid), when the token names it
     directory_roles: frozenset[str] = frozenset()  # the user's Entra directory role templates (wids)
 
@@ -63,23 +64,45 @@ def bearer(header: str | None) -> str:
     return token.strip()
 
 
+USER_CLAIMS = ("upn", "unique_name", "preferred_username")  # name a signed-in user; app-only tokens carry none
+TIME_CLAIMS = ("exp", "nbf", "iat")  # NumericDate (RFC 7519 section 2): a JSON number of seconds
+
+
+def _numeric_date(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def principal_from_claims(claims: dict) -> Principal:
+    """The caller a token's claims describe. As Entra ID issues them: a user's (delegated) token carries `scp`, its
+    Graph permissions; an application's carries `roles` and no `scp`. `idtyp` ("user" or "app") says which when
+    present; without it, user claims (`upn`, ...) name a user. A user's `roles` are app roles of the user, never
+    Graph permissions, and a user's token without `scp` grants nothing: it is refused, so no user passes as an
+    application."""
     tenant = claims.get("tid")
     if not isinstance(tenant, str) or not tenant:
         raise AuthError("Access token has no tenant (tid) claim.")
-    scopes = claims.get("scp", "")
-    roles = claims.get("roles", [])
-    if not isinstance(scopes, str) or not isinstance(roles, list):
-        raise AuthError("Access token has malformed scp or roles claims.")
+    for name in TIME_CLAIMS:
+        if name in claims and not _numeric_date(claims[name]):
+            raise AuthError(f"Access token claim '{name}' must be a number (NumericDate).")
+    scopes, roles, kind = claims.get("scp", ""), claims.get("roles", []), claims.get("idtyp")
+    if not isinstance(scopes, str) or not isinstance(roles, list) or kind not in (None, "user", "app"):
+        raise AuthError("Access token has malformed scp, roles or idtyp claims.")
+    scopes = frozenset(scopes.split())
+    delegated = kind == "user" or (kind is None and (bool(scopes) or any(claims.get(c) for c in USER_CLAIMS)))
+    if delegated and not scopes:
+        raise AuthError("A user's access token must carry delegated permissions (scp).")
+    if not delegated and scopes:
+        raise AuthError("An application's access token (idtyp app) cannot carry delegated permissions (scp).")
+    wids = claims.get("wids")
     return Principal(
         tenant_id=tenant.lower(),
         object_id=str(claims.get("oid", "")),
         upn=str(claims.get("upn") or claims.get("preferred_username") or ""),
-        permissions=frozenset(scopes.split()) | frozenset(r for r in roles if isinstance(r, str)),
-        delegated=bool(scopes.strip()),
+        permissions=scopes if delegated else frozenset(r for r in roles if isinstance(r, str)),
+        delegated=delegated,
         client_id=str(claims.get("azp") or claims.get("appid") or ""),
-        directory_roles=frozenset(w.lower() for w in claims.get("wids", []) if isinstance(w, str))
-        if isinstance(claims.get("wids"), list) else frozenset(),
+        directory_roles=frozenset(w.lower() for w in wids if isinstance(w, str))
+        if isinstance(wids, list) else frozenset(),
     )
 
 
@@ -163,20 +186,22 @@ class TokenVerifier:
 def mint(secret: str, *, tenant: str, scopes: Iterable[str] = (), roles: Iterable[str] = (),
          oid: str | None = None, upn: str = "", hours: float = 8.0, client_id: str = "",
          wids: Iterable[str] = ()) -> str:
-    """A dev token (HS256) shaped like an Entra ID v2 access token; `client_id` is the calling app (azp), `wids`
-    the user's directory roles."""
-    now = int(time.time())
+    """A dev token (HS256) shaped like an Entra ID v2 access token: a user's when it has `scopes` (scp), else an
+    application's (`roles`), as its `idtyp` says; `wids` are directory roles, `client_id` the calling app (azp)."""
+    now, scp = int(time.time()), " ".join(scopes)
     claims = {
         "aud": "https://graph.microsoft.com", "iss": f"https://sts.windows.net/{tenant}/",
         "iat": now, "nbf": now, "exp": now + int(hours * 3600),
-        "tid": tenant, "oid": oid or str(uuid.uuid4()), "upn": upn,
+        "tid": tenant, "oid": oid or str(uuid.uuid4()), "idtyp": "user" if scp else "app",
     }
+    if scp:
+        claims["scp"] = scp
+    if upn:
+        claims["upn"] = upn  # an application's too: idtyp says what it is
     if client_id:
         claims["azp"] = client_id
     if wids := list(wids):
         claims["wids"] = wids
-    if scopes := " ".join(scopes):
-        claims["scp"] = scopes
     if roles := list(roles):
         claims["roles"] = roles
     return jwt.encode(claims, secret, algorithm="HS256")

@@ -45,16 +45,17 @@ TRANSITIONS: dict[tuple[State, Action], State] = {
     (State.PENDING, Action.CLOSE): State.REVOKED,
     (State.APPROVED, Action.CLOSE): State.COMPLETED,
 }
+REVIEW = frozenset({Action.APPROVE, Action.DENY, Action.REVOKE})  # what a reviewer may do; the rest is the system's
 OPEN = frozenset({State.PENDING, State.APPROVED})
 FINAL = frozenset(State) - OPEN
 MAX_JUSTIFICATION = 256
 
 
 class TransitionError(Exception):
-    """The action is not allowed in the current state; the message names both."""
+    """The action is not allowed in the current state; the message names both, and what a reviewer could do."""
 
     def __init__(self, current: State, action: Action):
-        allowed = sorted(a.value for (s, a) in TRANSITIONS if s is current)
+        allowed = sorted(a.value for (s, a) in TRANSITIONS if s is current and a in REVIEW)
         detail = f"only {', '.join(allowed)} is allowed" if allowed else "it is final"
         super().__init__(f"Cannot {action.value} an elevation request that is {current.value}: {detail}.")
         self.current, self.action = current, action

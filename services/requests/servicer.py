@@ -225,7 +225,7 @@ class ElevationRequestServicer(pb_grpc.ElevationRequestServiceServicer):
             row = await self.store.act(
                 principal.tenant_id, errors.uuid_id(request.id, NOUN), action, actor, now,
                 justification=request.reviewer_justification, etag=request.etag,
-                forbid_self=action in (Action.APPROVE, Action.DENY) and principal.delegated)
+                forbid_self=action in (Action.APPROVE, Action.DENY))  # users and applications alike
         return to_proto(row, now)
 
     async def ApproveElevationRequest(self, request, context):

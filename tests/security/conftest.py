@@ -106,6 +106,14 @@ def bad_tokens(sign, good: dict) -> dict[str, str | None]:
         "no tid": "Bearer " + sign(without["tid"]),
         "empty tid": "Bearer " + sign({**good, "tid": ""}),
         "malformed scp": "Bearer " + sign({**good, "scp": 123}),
+        "exp as text": "Bearer " + sign({**good, "exp": str(good["exp"])}),
+        "nbf as text": "Bearer " + sign({**good, "nbf": str(good["nbf"])}),
+        "iat as text": "Bearer " + sign({**good, "iat": str(good["iat"])}),
+        "exp true": "Bearer " + sign({**good, "exp": True}),
+        # a user's token carries its Graph permissions in scp; with roles alone it is no application
+        "user without scp (idtyp)": "Bearer " + sign({**good, "idtyp": "user"}),
+        "user without scp (upn)": "Bearer " + sign({**good, "upn": "mallory@contoso.example"}),
+        "unknown idtyp": "Bearer " + sign({**good, "idtyp": "device"}),
     }
 
 

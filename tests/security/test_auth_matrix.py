@@ -21,14 +21,16 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from epm.requests.v1 import elevation_request_service_pb2 as requests_pb
+from epm.requests.v1 import elevation_request_service_pb2_grpc as requests_grpc
 from epm.requests.v1 import managed_device_service_pb2 as devices_pb
 
-from gateway import elevation_requests, reputation, role_assignments, subscriptions, support
+from gateway import elevation_requests, managed_devices, reputation, role_assignments, subscriptions, support
 from gateway.app import create_app
-from services.common.auth import CONFIG_READ, DEVICES_READ
+from services.common.auth import CONFIG_READ, CONFIG_WRITE, DEVICES_READ, DEVICES_WRITE, MMD_SUPPORT
 from tests.claims import ROLE_ADMIN
 
 from .conftest import (
+    DEVICE_NAME,
     EVERYTHING,
     MANAGER,
     READ_ONLY,
@@ -41,12 +43,14 @@ from .conftest import (
     body,
     call,
     claims,
+    device_body,
     fill,
     gateway_routes,
     invoke,
     request_body,
     rpc_methods,
     sha,
+    ticket,
 )
 
 UNAUTHENTICATED, DENIED = grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED
@@ -388,3 +392,62 @@ async def test_nobody_grants_themselves_a_role_and_assignments_have_no_scopes(cl
         # the model has no scopes (PIM v1 assignments are tenant-wide): a scoped one is refused, never widened
         await call(client, "POST", role_assignments.PATH, fresh.admin, 400,
                    json={"userId": oid, "roleId": MANAGER, "directoryScopeId": "/administrativeUnits/1"})
+
+
+# --- who is a user, and nobody decides a request made with their own object id ---------------------------------
+
+def _app(tenant: Tenant, oid: str, *roles) -> dict:
+    return auth(tenant.sign(claims(tenant.id, roles=roles or (CONFIG_WRITE,), oid=oid)))
+
+
+async def test_a_user_token_without_scp_is_refused_not_taken_for_an_application(client, fresh, untouched):
+    """The reported hole: user U's token with `roles` and no `scp` approved U's own request as an application."""
+    user = str(uuid.uuid4())
+    own = await call(client, "POST", PATH, fresh.user(user), 201, json=request_body("dev-1"))
+    forged = {"tid": fresh.id, "oid": user, "upn": "mallory@contoso.example", "idtyp": "user",
+              "roles": [CONFIG_WRITE]}
+    tokens = {"idtyp user": forged, "upn, no idtyp": {k: v for k, v in forged.items() if k != "idtyp"},
+              "unique_name": {**{k: v for k, v in forged.items() if k not in ("idtyp", "upn")},
+                              "unique_name": "mallory@contoso.example"}}
+    async with untouched(fresh.id):
+        for name, payload in tokens.items():
+            header = auth(fresh.sign({**claims(fresh.id), **payload}))
+            for action in ("approve", "deny"):
+                async with client.post(f"{PATH}/{own['id']}/{action}", headers=header, json={}) as resp:
+                    text = await resp.text()
+                    assert resp.status == 401, f"{name} {action}: {resp.status} {text}"
+                    assert "scp" in graph_error(PATH, 401, text, resp.headers)["message"]
+    assert (await call(client, "GET", f"{PATH}/{own['id']}", _app(fresh, str(uuid.uuid4()), CONFIG_READ),
+                       200))["status"] == "pending"
+
+
+async def test_no_caller_decides_a_request_made_with_its_own_object_id(client, fresh, sync_channels, untouched):
+    """Self-review is refused by object id whatever the token type: an application asking on behalf of a user
+    with its own oid (Graph), an MMD agent approving its ticket's request on the Graph path, and the same over
+    gRPC; another application decides them (control)."""
+    app = str(uuid.uuid4())
+    graph = await call(client, "POST", PATH, _app(fresh, app), 201,
+                       json={**request_body("dev-1"), "requestedByUserId": app})
+    agent = str(uuid.uuid4())
+    agent_headers = _app(fresh, agent, CONFIG_WRITE, MMD_SUPPORT)
+    await call(client, "POST", managed_devices.PATH, _app(fresh, str(uuid.uuid4()), CONFIG_WRITE, DEVICES_WRITE),
+               201, json=device_body(DEVICE_NAME))
+    mmd = await call(client, "POST", support.PATH.format(tenantId=fresh.id), agent_headers, 201,
+                     json=ticket("INC-SELF"))
+    async with untouched(fresh.id):
+        for request_id, headers in ((graph["id"], _app(fresh, app)), (mmd["id"], agent_headers)):
+            for action in ("approve", "deny"):
+                async with client.post(f"{PATH}/{request_id}/{action}", headers=headers, json={}) as resp:
+                    text = await resp.text()
+                    assert resp.status == 403, f"{action}: {resp.status} {text}"
+                    assert "own" in graph_error(PATH, 403, text, resp.headers)["message"]
+        stub = requests_grpc.ElevationRequestServiceStub(sync_channels["requests"])
+        metadata = tuple((k.lower(), v) for k, v in _app(fresh, app).items())
+        with pytest.raises(grpc.RpcError) as refused:
+            await asyncio.to_thread(stub.ApproveElevationRequest,
+                                    requests_pb.ReviewElevationRequestRequest(id=graph["id"]), metadata=metadata)
+        assert refused.value.code() == DENIED and "own" in refused.value.details()
+    for request_id in (graph["id"], mmd["id"]):
+        approved = await call(client, "POST", f"{PATH}/{request_id}/approve", _app(fresh, str(uuid.uuid4())), 200,
+                              json={})
+        assert approved["status"] == "approved"

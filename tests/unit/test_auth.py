@@ -17,9 +17,11 @@ def test_a_short_dev_secret_is_refused():
 async def test_hs256_tokens_from_the_mint_verify():
     verifier = TokenVerifier(secret=SECRET)
     principal = await verifier.verify(mint(SECRET, tenant="T-1", scopes=["a", "b"], roles=["c"], upn="u@x"))
-    assert principal.tenant_id == "t-1" and principal.upn == "u@x"
-    assert principal.permissions == {"a", "b", "c"}
+    assert principal.tenant_id == "t-1" and principal.upn == "u@x" and principal.delegated
+    assert principal.permissions == {"a", "b"}  # a user's roles are no Graph permissions
     assert principal.missing(["b", "z"]) is None and principal.missing(["z", "y"]) == ["y", "z"]
+    app = await verifier.verify(mint(SECRET, tenant="t", roles=["c"], upn="agent@x"))
+    assert not app.delegated and app.permissions == {"c"}  # idtyp app: a upn does not make it a user
     with pytest.raises(AuthError):
         await verifier.verify(mint("another-secret-of-32-characters!", tenant="t"))
 
@@ -32,9 +34,41 @@ def test_bearer_header_parsing():
 
 
 def test_claims_need_a_tenant_and_well_formed_permissions():
-    for claims in ({}, {"tid": ""}, {"tid": "t", "scp": ["a"]}, {"tid": "t", "roles": "a"}):
+    for claims in ({}, {"tid": ""}, {"tid": "t", "scp": ["a"]}, {"tid": "t", "roles": "a"},
+                   {"tid": "t", "idtyp": "device", "roles": ["a"]}):
         with pytest.raises(AuthError):
             principal_from_claims(claims)
+
+
+@pytest.mark.parametrize("claims", [
+    {"idtyp": "user", "roles": ["a"]},                     # a user with roles only
+    {"upn": "u@x", "roles": ["a"]},                        # user claims name a user even without idtyp
+    {"preferred_username": "u@x", "roles": ["a"]},
+    {"unique_name": "u@x"},
+    {"idtyp": "user", "scp": " "},                         # an empty scp is none
+    {"idtyp": "app", "scp": "a", "roles": ["a"]},          # an application has no delegated permissions
+], ids=lambda c: ",".join(c))
+def test_user_tokens_need_scp_and_applications_have_none(claims):
+    with pytest.raises(AuthError):
+        principal_from_claims({"tid": "t", "oid": "o", **claims})
+
+
+@pytest.mark.parametrize(("claims", "delegated", "permissions"), [
+    ({"scp": "a b", "roles": ["c"]}, True, {"a", "b"}),
+    ({"idtyp": "user", "scp": "a"}, True, {"a"}),
+    ({"roles": ["c"]}, False, {"c"}),                      # v1 app-only tokens carry no idtyp
+    ({"idtyp": "app", "roles": ["c"], "upn": ""}, False, {"c"}),
+])
+def test_the_token_type_decides_where_permissions_come_from(claims, delegated, permissions):
+    principal = principal_from_claims({"tid": "t", "oid": "o", **claims})
+    assert (principal.delegated, principal.permissions) == (delegated, permissions)
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize("value", ["1900000000", None, True, [1], float("inf")], ids=repr)
+def test_time_claims_must_be_numbers(claim, value):
+    with pytest.raises(AuthError, match=claim):
+        principal_from_claims({"tid": "t", "roles": ["a"], claim: value})
 
 
 async def test_rs256_against_a_jwks_endpoint():

@@ -109,8 +109,6 @@ def problem(event: pb.ElevationEvent, now_us: int, oldest_us: int) -> str | None
         return "hash must be a SHA-256 digest: 64 hexadecimal characters."
     if len(event.justification) > MAX_JUSTIFICATION:
         return f"justification must be at most {MAX_JUSTIFICATION} characters."
-    if event.result < 0:
-        return "result must be between 0 and 2147483647."
     if len(event.file_path) > MAX_FILE_PATH:
         return f"filePath must be at most {MAX_FILE_PATH} characters."
     texts = _get_short_text(event)

@@ -78,6 +78,16 @@ async def test_create_returns_the_graph_entity_with_a_derived_id(http):
     assert datetime.fromisoformat(created["eventDateTime"]) == NOW - timedelta(hours=1)
 
 
+async def test_result_takes_every_int32_as_graph_does(http):
+    """Exit codes and HRESULTs: E_ACCESSDENIED (0x80070005) is -2147024891 as an Int32."""
+    for minute, result in enumerate((-2**31, -2147024891, -1, 0, 2**31 - 1)):
+        at = (NOW - timedelta(hours=2, minutes=minute)).isoformat().replace("+00:00", "Z")
+        created = await post(http, event(eventDateTime=at, result=result))
+        assert created["result"] == result
+    async with http.get(PATH, params={"$filter": "result lt 0", "$orderby": "result"}) as resp:
+        assert [e["result"] for e in (await resp.json())["value"]] == [-2**31, -2147024891, -1]
+
+
 async def test_resending_an_event_does_not_duplicate_it(http):
     first = await post(http, event())
     again = await post(http, event(deviceName="renamed"))
@@ -130,7 +140,7 @@ async def test_patch_cannot_change_the_key_or_break_the_rules(http):
     ({"userType": "robot"}, "userType"),
     ({"processType": 1}, "processType"),
     ({"justification": "x" * 257}, "justification"),
-    ({"result": -1}, "result"),
+    ({"result": -2**31 - 1}, "result"),
     ({"result": 2**31}, "result"),
     ({"result": "0"}, "result"),
     ({"hash": "abc"}, "hash"),

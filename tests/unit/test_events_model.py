@@ -52,7 +52,6 @@ def test_each_rule_names_its_property():
         "deviceId": valid(device_id=" "),
         "hash": valid(hash="xyz"),
         "justification": valid(justification="j" * 257),
-        "result": valid(result=-5),
         "elevationType": valid(elevation_type=99),
         "policyName": valid(policy_name="p" * 5000),
     }

@@ -18,6 +18,10 @@ MAX_CLIENT_STATE = 128
 # Graph change type -> the audit operations that are one
 OPERATIONS = {"created": ("Create",), "updated": ("Patch", "Action"), "deleted": ("Delete",)}
 CHANGE_TYPE = {op: change for change, ops in OPERATIONS.items() for op in ops}
+# NAT64 prefixes with the IPv4 address in the last 32 bits. Elsewhere in the local-use prefix another prefix length
+# puts it in other bits (RFC 6052): those addresses are not public.
+NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/96"))
+LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
 # A subscription's $filter runs on the changed request, its status being the state the change left it in.
 CHANGE_FIELDS: dict[str, Field] = {
     name: replace(field, column="a.new_state", equals=None) if name == "status"
@@ -71,13 +75,30 @@ def url_problem(url: str, private_allowed: bool) -> str | None:
 
 
 def public_host(host: str) -> bool:
-    """False for localhost and for addresses that are not globally routable; names are resolved elsewhere."""
+    """False for localhost and for addresses that are not globally routable (an IPv6 address that carries IPv4
+    ones: unless they all are); names are resolved elsewhere."""
     if host == "localhost" or host.endswith(".localhost"):
         return False
     try:
-        return ipaddress.ip_address(host).is_global
+        address = ipaddress.ip_address(host)
     except ValueError:
         return True  # a name
+    if address.version == 6 and (carried := embedded_ipv4(address)):
+        return all(a.is_global for a in carried)
+    return address.is_global and address not in LOCAL_NAT64
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
+    """The IPv4 addresses a connection to `address` goes on to: IPv4-mapped (::ffff:a.b.c.d), IPv4-compatible
+    (::a.b.c.d), NAT64 (64:ff9b::a.b.c.d, and the /96 of the local-use prefix), 6to4 (2002:ab:cd::), Teredo
+    (its server and client); none for other addresses."""
+    if address.ipv4_mapped or address.sixtofour:
+        return (address.ipv4_mapped or address.sixtofour,)
+    if address.teredo:
+        return address.teredo
+    if int(address) >> 32 == 0 or any(address in prefix for prefix in NAT64):
+        return (ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF),)
+    return ()
 
 
 def expiration_problem(expires: datetime, now: datetime) -> str | None:

@@ -1,8 +1,10 @@
 """The pure rules of change notifications: subscriptions' resource, change types, URL, expiry, backoff, pausing,
 and the notification's shape."""
 
+import socket
 import uuid
 from datetime import datetime, timedelta, timezone
+from ipaddress import IPv4Address
 
 import pytest
 
@@ -63,6 +65,8 @@ def test_change_types_are_checked_deduplicated_and_ordered():
     ("https://169.254.169.254/latest", False, True),  # link-local: cloud metadata
     ("https://127.0.0.1/x", False, True),
     ("https://[::1]/x", False, True),
+    ("https://[::127.0.0.1]/x", False, True),       # IPv4-compatible
+    ("https://[64:ff9b::7f00:1]/x", False, True),   # NAT64
     ("https://localhost/x", False, True),
     ("https://api.localhost/x", False, True),
     ("https://100.64.0.1/x", False, True),           # shared address space
@@ -76,6 +80,53 @@ def test_change_types_are_checked_deduplicated_and_ordered():
 def test_notification_urls_are_https_to_public_addresses_unless_in_development(url, ok, in_dev):
     assert (url_problem(url, private_allowed=False) is None) is ok
     assert (url_problem(url, private_allowed=True) is None) is in_dev
+
+
+def _teredo(server: str, client: IPv4Address) -> str:
+    obfuscated = ~int(client) & 0xFFFF_FFFF
+    return f"2001:0:{int(IPv4Address(server)) >> 16:x}:{int(IPv4Address(server)) & 0xFFFF:x}:8000:63bf:" \
+           f"{obfuscated >> 16:x}:{obfuscated & 0xFFFF:x}"
+
+
+# IPv6 addresses that a connection follows on to an IPv4 address
+CARRIERS = {
+    "IPv4-compatible": lambda v4: f"::{v4}",
+    "IPv4-mapped": lambda v4: f"::ffff:{v4}",
+    "NAT64": lambda v4: f"64:ff9b::{v4}",
+    "local-use NAT64": lambda v4: f"64:ff9b:1::{v4}",
+    "6to4": lambda v4: f"2002:{int(v4) >> 16:x}:{int(v4) & 0xFFFF:x}::1",
+    "Teredo client": lambda v4: _teredo("65.54.227.120", v4),
+    "Teredo server": lambda v4: _teredo(str(v4), IPv4Address("8.8.4.4")),
+}
+
+
+@pytest.mark.parametrize("form", CARRIERS)
+@pytest.mark.parametrize("ipv4, public", [("127.0.0.1", False), ("10.1.2.3", False), ("192.168.0.9", False),
+                                          ("169.254.169.254", False), ("8.8.8.8", True)])
+def test_ipv6_addresses_are_judged_by_the_ipv4_address_they_carry(form, ipv4, public):
+    address = CARRIERS[form](IPv4Address(ipv4))
+    problem = url_problem(f"https://[{address}]/x", private_allowed=False)
+    assert problem is None if public else "loopback, private or link-local" in problem, address
+
+
+def test_the_rest_of_the_local_use_nat64_prefix_is_not_public():
+    """Other prefix lengths put the IPv4 address elsewhere in 64:ff9b:1::/48: no reading of it is certain."""
+    assert url_problem("https://[64:ff9b:1:ff::808:808]/x", private_allowed=False)
+    assert url_problem("https://[64:ff9b:1::808:808]/x", private_allowed=False) is None
+
+
+async def test_resolved_addresses_are_judged_by_the_same_rule():
+    """What getaddrinfo answers (for these hosts: the addresses themselves) is filtered by public_host too."""
+    resolver = PublicResolver()
+    try:
+        for host in ("::ffff:127.0.0.1", "::127.0.0.1", "64:ff9b::7f00:1", "2002:a00:1::1", _teredo(
+                "65.54.227.120", IPv4Address("192.168.1.1"))):
+            with pytest.raises(OSError, match="no public address"):
+                await resolver.resolve(host, 443, socket.AF_INET6)
+        found = await resolver.resolve("64:ff9b::808:808", 443, socket.AF_INET6)
+        assert [a["host"] for a in found] == ["64:ff9b::808:808"]
+    finally:
+        await resolver.close()
 
 
 def test_expiry_must_be_ahead_and_within_graphs_limit():

@@ -42,6 +42,10 @@ GENERIC = {500: "The service failed to process the request.", 501: "The service 
            504: "The service did not answer in time. Retry later."}
 REFUSED = "The service refused the request."  # a client error that gRPC itself raised, not one of our servicers
 STATUS_DETAILS = "grpc-status-details-bin"
+# codes gRPC never raises itself, only application code (grpc.io/docs/guides/status-codes)
+APPLICATION_ONLY = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+                              grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.FAILED_PRECONDITION,
+                              grpc.StatusCode.ABORTED, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.DATA_LOSS})
 
 
 class GraphError(Exception):
@@ -67,7 +71,10 @@ def from_rpc(error: grpc.aio.AioRpcError) -> GraphError:
 
 
 def _deliberate(error: grpc.aio.AioRpcError) -> bool:
-    """Raised by our servicers (services/common/errors.py: a status carrying our ErrorInfo), not by gRPC itself."""
+    """Raised by our services, not by gRPC itself: a code only applications raise, or a status carrying our
+    ErrorInfo (services/common/errors.py)."""
+    if error.code() in APPLICATION_ONLY:
+        return True
     packed = dict(error.trailing_metadata() or ()).get(STATUS_DETAILS)
     if not packed:
         return False

@@ -88,6 +88,7 @@ async def graph_middleware(request: web.Request, handler):
 
 
 def identify(response: web.StreamResponse, rid: str, client_rid: str) -> None:
+    """Graph's response headers: the request ids, and no caching."""
     response.headers["request-id"] = rid
     response.headers["client-request-id"] = client_rid or rid
     response.headers["Cache-Control"] = "no-store"

@@ -11,7 +11,7 @@ from aiohttp import web
 from services.common.metrics import metrics_cleanups
 from services.common.settings import Settings
 
-from .app import create_app
+from .app import Runner, create_app
 from .errors import GraphError
 
 log = logging.getLogger("epm.gateway")
@@ -36,7 +36,7 @@ class Drain:
         finally:
             self.tasks.discard(task)
 
-    async def stop(self, runner: web.AppRunner, grace: float) -> None:
+    async def stop(self, runner: Runner, grace: float) -> None:
         """Refuses new connections, then waits up to `grace` for the requests in flight. (aiohttp's own shutdown
         stops reading open connections: a request whose body is still arriving would never finish.)"""
         self.stopping = True
@@ -50,7 +50,7 @@ class Drain:
 async def run(settings: Settings) -> None:
     app, drain = create_app(settings), Drain()
     app.middlewares.append(drain.track)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)  # after the drain
+    runner = Runner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)  # after the drain
     await runner.setup()
     await web.TCPSite(runner, "0.0.0.0", settings.gateway_port).start()  # nosec B104 # a container's port, by design
     log.info("gateway listening on port %d", settings.gateway_port)

@@ -42,8 +42,7 @@ def _file(request: web.Request, name: str) -> web.Response:
     if path.suffix not in TYPES or path.parent != ROOT or not path.is_file():
         raise web.HTTPNotFound()
     return web.Response(body=path.read_bytes(), content_type=TYPES[path.suffix], charset="utf-8",
-                        headers={"Content-Security-Policy": policy(request.app[SETTINGS]),
-                                 "X-Content-Type-Options": "nosniff"})
+                        headers={"Content-Security-Policy": policy(request.app[SETTINGS])})
 
 
 async def index(request: web.Request) -> web.Response:

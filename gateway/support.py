@@ -122,7 +122,7 @@ async def close(request: web.Request) -> web.Response:
             id=request.match_info["id"], **given), **call_options(request))
     except grpc.aio.AioRpcError as exc:
         if exc.code() is grpc.StatusCode.FAILED_PRECONDITION:  # MMD: closing a closed request is a bad request
-            raise GraphError(400, exc.details()) from None
+            raise GraphError(400, errors.from_rpc(exc).message) from None
         raise
     return web.Response(status=204)
 

@@ -19,7 +19,7 @@ from aiohttp import web
 from epm.reputation.v1 import file_reputation_service_pb2 as reputation_pb
 from epm.reputation.v1 import file_reputation_service_pb2_grpc as reputation_grpc
 
-from gateway.app import create_app
+from gateway.app import Runner, create_app
 from services.common import logs
 from services.common.auth import mint
 from services.common.settings import Settings
@@ -161,7 +161,7 @@ async def requests_channel(requests_service):
 async def gateway_url(settings, events_service, requests_service, reputation_service, reputation_address):
     app = create_app(replace(settings, events_addr=f"127.0.0.1:{events_service.port}",
                              requests_addr=f"127.0.0.1:{requests_service.port}", reputation_addr=reputation_address))
-    runner = web.AppRunner(app, access_log=None)
+    runner = Runner(app, access_log=None)  # as `python -m gateway` runs it
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

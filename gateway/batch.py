@@ -47,7 +47,7 @@ VERSIONS = ("beta", "v1.0")
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
 HEADER_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
 SET_BY_BATCH = frozenset({"authorization", "host", "content-length", "transfer-encoding"})  # never an item's own
-NOT_ANSWERED = frozenset({"Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "Date", "Server"})
+NOT_ANSWERED = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "date", "server"})
 
 
 @dataclass(frozen=True)
@@ -191,6 +191,7 @@ def _body(given) -> bytes | None:
 # --- the I/O part: running the items through the application ---------------------------------------------------
 
 async def batch(request: web.Request) -> web.Response:
+    """200 with every item's answer, in request order."""
     items = parse(await read_json(request), request.headers.get("Authorization", ""))
     run_order, gate = ordered(items), asyncio.Semaphore(PARALLEL)
     runs: dict[str, asyncio.Task] = {}
@@ -263,7 +264,7 @@ def _unrun(item: Item, error: GraphError) -> web.Response:
 def _entry(item_id: str, response: web.Response) -> dict:
     """One of the batch's responses: the item's status, headers and body (JSON as JSON, anything else base64)."""
     entry = {"id": item_id, "status": response.status,
-             "headers": {str(k): v for k, v in response.headers.items() if k not in NOT_ANSWERED}}
+             "headers": {str(k): v for k, v in response.headers.items() if k.lower() not in NOT_ANSWERED}}
     if response.body:
         entry["body"] = orjson.Fragment(response.body) if response.content_type == JSON else \
             base64.b64encode(response.body).decode()

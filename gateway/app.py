@@ -18,6 +18,7 @@ from services.common.metrics import record_http
 from services.common.settings import Settings
 
 from . import (
+    batch,
     console,
     elevation_requests,
     elevations,
@@ -193,4 +194,5 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
     support.add_routes(app)
     subscriptions.add_routes(app)
     console.add_routes(app)
+    batch.add_routes(app)
     return app

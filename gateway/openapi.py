@@ -19,6 +19,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from services.common.enums import graph_names
 
 from . import (
+    batch,
     console,
     elevation_requests,
     elevations,
@@ -104,6 +105,15 @@ LOOKUP = {"type": "object", "required": ["hashes"], "additionalProperties": Fals
 SELF_ACTIVATE = strings(("reason",), "ticketNumber", "ticketSystem")
 SELF_ACTIVATE["properties"]["duration"] = {"type": ["string", "number", "null"]}
 EMPTY = {"type": "object", "additionalProperties": False}
+REQUEST_IDS = {"type": "array", "items": {"type": "string"}}
+BATCH = {"type": "object", "required": ["requests"], "additionalProperties": False, "properties": {"requests": {
+    "type": "array", "minItems": 1, "maxItems": batch.MAX_REQUESTS, "items": {
+        "type": "object", "required": ["id", "method", "url"], "additionalProperties": False, "properties": {
+            "id": {"type": "string", "minLength": 1}, "method": {"enum": list(batch.METHODS)},
+            "url": {"type": "string", "minLength": 1, "description": "Relative to /beta."},
+            "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+            "body": {"description": "JSON, or a string: base64."},
+            "dependsOn": REQUEST_IDS, "depends_on": REQUEST_IDS}}}}}
 INGEST = {"type": "object", "required": ["value"], "properties": {"value": {
     "type": "array", "minItems": 1, "maxItems": elevations.INGEST_MAX,
     "items": message(events_pb.ElevationEvent.DESCRIPTOR, ("deviceId", "eventDateTime"), READ_ONLY_EVENT)}}}
@@ -177,6 +187,8 @@ ROUTES: list[tuple[str, str, str, tuple[str, ...], dict | None, int, str]] = [
     ("GET", MMD, "MMD: list requests.", ("filter", "orderby", "top", "skip", "skiptoken"), None, 200, ""),
     ("GET", MMD + "/{id}", "MMD: get a request.", (), None, 200, ""),
     ("PATCH", MMD + "/{id}", "MMD: close a request.", (), strings(("actionsTaken",), pascal=True), 204, ""),
+    ("POST", batch.PATH, "Up to 20 requests in one call (Graph JSON batching); each item has its own status.", (),
+     BATCH, 200, ""),
     ("POST", SUB, "Subscribe to change notifications (after the validation handshake).", (), SUBSCRIPTION, 201,
      "409"),
     ("GET", SUB, "The caller's subscriptions.", (), None, 200, ""),

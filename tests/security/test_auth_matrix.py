@@ -24,7 +24,7 @@ from epm.requests.v1 import elevation_request_service_pb2 as requests_pb
 from epm.requests.v1 import elevation_request_service_pb2_grpc as requests_grpc
 from epm.requests.v1 import managed_device_service_pb2 as devices_pb
 
-from gateway import elevation_requests, managed_devices, reputation, role_assignments, subscriptions, support
+from gateway import batch, elevation_requests, managed_devices, reputation, role_assignments, subscriptions, support
 from gateway.app import create_app
 from services.common.auth import CONFIG_READ, CONFIG_WRITE, DEVICES_READ, DEVICES_WRITE, MMD_SUPPORT
 from tests.claims import ROLE_ADMIN
@@ -37,9 +37,12 @@ from .conftest import (
     READER,
     ROLE_WRITE,
     USER_SCOPES,
+    Route,
     auth,
     backend_of,
     bad_tokens,
+    batch_of,
+    batchable,
     body,
     call,
     claims,
@@ -61,6 +64,7 @@ RPC_READ_MAY_WRITE = {"CreateSubscription", "UpdateSubscription", "DeleteSubscri
 READ_VERBS = ("Get", "List", "Count", "Stream", "Watch", "Lookup", "Analyze", "Summarize")  # any other verb writes
 CODES = {401: "InvalidAuthenticationToken", 403: "Forbidden", 404: "ResourceNotFound"}
 AUDIENCE, ISSUER = "api://epm-security-tests", "https://login.example/epm/v2.0"
+BATCH = Route("POST", batch.PATH, batch.batch)
 
 
 def dev_signer(settings):
@@ -82,21 +86,29 @@ def graph_error(path: str, status: int, text: str, headers) -> dict:
     return error
 
 
-async def send(client, route, path: str, header: str | None, world) -> tuple[int, str, dict]:
+async def send(client, route, path: str, header: str | None, world, batched: bool = False) -> tuple[int, str, dict]:
+    """The route's call on `path` (`batched`: as the one item of a batch, where the route may be); a batch's answer
+    is its item's status, body and headers."""
     payload = body(route, world)
+    if batched and batchable(route):
+        route, path, payload = BATCH, batch.PATH, batch_of(route, path, world)
     headers = {} if header is None else {"Authorization": header}
     kwargs = {} if payload is None else {"json": payload}
     async with client.request(route.method, path, headers=headers, **kwargs) as resp:
-        return resp.status, await resp.text(), dict(resp.headers)
+        status, text, headers = resp.status, await resp.text(), dict(resp.headers)
+    if route == BATCH and status == 200:
+        [answer] = json.loads(text)["responses"]
+        return answer["status"], json.dumps(answer["body"]), answer["headers"]
+    return status, text, headers
 
 
-async def refuse_everywhere(client, settings, world, tokens: dict, status: int) -> int:
+async def refuse_everywhere(client, settings, world, tokens: dict, status: int, batched: bool = False) -> int:
     """Every route, every token: `status` in the error shape of its API; returns the number of cases."""
     cases = 0
     for route in gateway_routes(settings):
         for path in fill(route, world):
             for name, header in tokens.items():
-                got, text, headers = await send(client, route, path, header, world)
+                got, text, headers = await send(client, route, path, header, world, batched)
                 assert got == status, f"{route.method} {path} with {name}: {got} {text}"
                 graph_error(path, status, text, headers)
                 cases += 1
@@ -113,12 +125,14 @@ async def test_every_route_refuses_every_bad_token_before_any_backend(client, se
             f"{cases} cases, all 401, no backend reached, no row changed")
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["on its own", "in a batch"])
 async def test_every_route_needs_a_permission_and_a_read_permission_cannot_write(client, settings, world,
-                                                                                untouched, figures):
+                                                                                untouched, figures, batched):
+    """Each call on its own, then (`batched`) as the one item of a batch, which authorises it the same way."""
     sign = dev_signer(settings)
     nothing = {"no permission (User.Read)": "Bearer " + sign(claims(world.tenant, scopes=["User.Read"]))}
     async with untouched(world.tenant):
-        cases = await refuse_everywhere(client, settings, world, nothing, 403)
+        cases = await refuse_everywhere(client, settings, world, nothing, 403, batched)
     # an application (no Intune role involved), the one that created the subscription (which only it sees)
     reader = "Bearer " + sign(claims(world.tenant, roles=READ_ONLY, oid=world.app_oid))
     refused = allowed = 0
@@ -127,7 +141,7 @@ async def test_every_route_needs_a_permission_and_a_read_permission_cannot_write
             if route.handler in READ_MAY_WRITE:
                 continue
             for path in fill(route, world):
-                status, text, headers = await send(client, route, path, reader, world)
+                status, text, headers = await send(client, route, path, reader, world, batched)
                 if route.writes:
                     assert status == 403, f"{route.method} {path} with a read permission: {status} {text}"
                     graph_error(path, 403, text, headers)
@@ -135,7 +149,8 @@ async def test_every_route_needs_a_permission_and_a_read_permission_cannot_write
                 else:  # the same token reads: the refusals are for the permission, not the token or the route
                     assert status < 300, f"{route.method} {path} with a read permission: {status} {text}"
                     allowed += 1
-    figures(f"gateway: {cases} route cases without a permission, all 403; {refused} write cases with a read "
+    figures(f"gateway{' batch items' if batched else ''}: {cases} route cases without a permission, all 403; "
+            f"{refused} write cases with a read "
             f"permission, all 403; {allowed} read cases with it, all 2xx (control); no row changed")
 
 

@@ -29,7 +29,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from gateway import elevation_requests, elevations, managed_devices, support
+from gateway import batch, elevation_requests, elevations, managed_devices, support
 from gateway.openapi import document
 from services.common.odata import MAX_LENGTH
 from services.events import model as events_model
@@ -112,6 +112,9 @@ def _call(case, session: requests.Session, base_url: str, headers: dict, refused
         problems.append(f"{label}: {type(exc).__name__} {exc}")
         return
     seen[label][response.status_code] += 1
+    if case.operation.path == batch.PATH and response.status_code == 200:  # each item is a call of its own
+        problems += [f"{label}: item {a['status']}\n{case.as_curl_command()}" for a in response.json()["responses"]
+                     if a["status"] >= 500]
     if 400 <= response.status_code < 500 and (
             why := error_problem(response.status_code, response.text, case.operation.path)):
         problems.append(f"{label} {response.status_code}: {why}")

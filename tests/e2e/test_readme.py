@@ -7,6 +7,7 @@ skipped."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -117,6 +118,8 @@ async def test_every_api_example_runs_as_written(epm_up, tmp_path):
     code, out, err = run(epm_up, runnable(README.read_text()), tmp_path)
     assert code == 0, f"exit {code}\n--- stderr:\n{err[-6000:]}\n--- stdout:\n{out[-3000:]}"
     assert '"appReputation": "dualUse"' in out, out  # the README says mshta.exe is recognised once the feeds are in
+    batch = re.search(r'\[\s*\{\s*"id": "1",.*?\]', out, re.S)  # the statuses of the README's $batch
+    assert batch and json.loads(batch.group()) == [{"id": i, "status": 200} for i in "123"], out
     assert "Gave the dev admin the Endpoint Privilege Manager role" in epm_up.stdout()  # which the examples need
     assert "epm webhook: validated" in err  # the subscription's handshake reached the README's webhook
 

@@ -15,6 +15,7 @@ from .graph import (
     entity_body,
     list_collection,
     located,
+    member,
     read_json,
     reply,
     stub,
@@ -180,7 +181,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(PATH, create)
     app.router.add_get(PATH, list_)
     app.router.add_get(PATH + "/$count", count)
-    for item in (PATH + "/{id}", PATH + "('{id}')"):
+    for item in member(PATH):
         app.router.add_get(item, get)
         app.router.add_patch(item, update)
         app.router.add_delete(item, delete)
@@ -188,5 +189,5 @@ def add_routes(app: web.Application) -> None:
         app.router.add_post(item + "/getAllElevationRequests", get_all)
     app.router.add_get(AUDIT_PATH, audit_events)
     app.router.add_get(AUDIT_PATH + "/$count", audit_count)
-    for item in (AUDIT_PATH + "/{id}", AUDIT_PATH + "('{id}')"):
+    for item in member(AUDIT_PATH):
         app.router.add_get(item, audit_event)

@@ -18,6 +18,7 @@ from .graph import (
     entity_body,
     list_collection,
     located,
+    member,
     read_json,
     reply,
     stub,
@@ -134,7 +135,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(PATH + "/$count", count)
     app.router.add_get(PATH + "/summary", summary)
     app.router.add_post(PATH + "/ingest", ingest)
-    for item in (PATH + "/{id}", PATH + "('{id}')"):  # key as segment, and OData key syntax
+    for item in member(PATH):
         app.router.add_get(item, get)
         app.router.add_patch(item, update)
         app.router.add_delete(item, delete)

@@ -46,6 +46,17 @@ def service_root(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}/beta"
 
 
+def member(collection: str, key: str = "id") -> tuple[str, ...]:
+    """The paths of one member of `collection`: its key as a segment and in OData key syntax, quoted and bare
+    (quoted first: the bare pattern would take the quotes into the key)."""
+    return f"{collection}/{{{key}}}", f"{collection}('{{{key}}}')", f"{collection}({{{key}}})"
+
+
+def function(path: str) -> tuple[str, ...]:
+    """The paths of a bound function: called as OData and the SDK write it, `name()`, and by its bare name."""
+    return path + "()", path
+
+
 def located(request: web.Request, response: web.Response, entity_set: str, entity_id: str) -> web.Response:
     """`response` (a 201) with the new entity's Location."""
     response.headers["Location"] = f"{service_root(request)}/{entity_set}/{entity_id}"

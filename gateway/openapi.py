@@ -8,6 +8,7 @@ tests/unit/test_openapi.py fails when a route on the router is missing here.
 from __future__ import annotations
 
 import functools
+import re
 
 from aiohttp import web
 from epm.events.v1 import elevation_event_service_pb2 as events_pb
@@ -22,6 +23,7 @@ from . import (
     console,
     elevation_requests,
     elevations,
+    graph,
     graphjson,
     managed_devices,
     query,
@@ -36,7 +38,7 @@ DM = "/beta/deviceManagement"
 REQ, ELEV, AUDIT, DEV = elevation_requests.PATH, elevations.PATH, elevation_requests.AUDIT_PATH, managed_devices.PATH
 ROLES, PIM, SEC, SUB, MMD = role_assignments.PATH, role_assignments.ROLES_PATH, reputation.SECURITY, \
     subscriptions.PATH, support.PATH
-# Collections whose members are also addressed with OData key syntax: .../x('{id}') as well as .../x/{id}
+# Collections whose members are also addressed with OData key syntax (graph.member): .../x('{id}'), .../x({id})
 KEY_SYNTAX = (ELEV, REQ, AUDIT, ROLES, PIM, DEV, SUB)
 LIST = ("filter", "select", "orderby", "top", "skip", "count", "skiptoken")
 NULLABLE_STRING = {"type": ["string", "null"]}
@@ -142,8 +144,8 @@ ROUTES: list[tuple[str, str, str, tuple[str, ...], dict | None, int, str]] = [
     ("GET", AUDIT + "/{id}", "Get an audit event.", ("select",), None, 200, ""),
     ("POST", ROLES, "Assign a role.", (), strings(("userId", "roleId")), 201, "409"),
     ("GET", ROLES, "List role assignments.", ("select",), None, 200, ""),
-    ("GET", ROLES + "/my", "The caller's role assignments.", ("select",), None, 200, ""),
-    ("GET", ROLES + "/myPermissions", "The caller's elevation request rights and the roles granting them.", (), None,
+    ("GET", ROLES + "/my()", "The caller's role assignments.", ("select",), None, 200, ""),
+    ("GET", ROLES + "/myPermissions()", "The caller's elevation request rights and the roles granting them.", (), None,
      200, ""),
     ("GET", ROLES + "/{id}", "Get a role assignment.", ("select",), None, 200, ""),
     ("DELETE", ROLES + "/{id}", "Remove a role assignment.", (), None, 204, "409"),
@@ -225,12 +227,16 @@ def _graph_error(mmd: bool) -> dict:
 
 
 def _aliases(path: str) -> list[str]:
-    """`path`, and its OData key-syntax twin when the gateway registers one."""
+    """Every form the gateway registers `path` under: a member's in OData key syntax too, a function's (name())
+    by its bare name too."""
+    forms = [path]
     for base in KEY_SYNTAX:
         if path.startswith(base + "/{"):
             name, _, rest = path[len(base) + 2:].partition("}")
-            return [path, f"{base}('{{{name}}}'){rest}"]
-    return [path]
+            forms = [item + rest for item in graph.member(base, name)]
+    if path.endswith("()"):
+        forms = [alias for form in forms for alias in graph.function(form.removesuffix("()"))]
+    return forms
 
 
 def _parameter(name: str, where: str) -> dict:
@@ -257,7 +263,7 @@ def _success(status: int, path: str) -> dict:
 
 
 def _operation(path: str, summary: str, options, body, status: int, extra: str, body_optional: bool) -> dict:
-    names = [part[1:].split("}")[0] for part in path.replace("('", "/").split("/") if part.startswith("{")]
+    names = re.findall(r"\{(\w+)\}", path)
     operation: dict = {"summary": summary,
                        "parameters": [_parameter(n, "path") for n in names] + [_parameter(n, "query") for n in options],
                        "responses": {str(status): _success(status, path)}}

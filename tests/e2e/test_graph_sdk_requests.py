@@ -9,9 +9,8 @@ from uuid import UUID
 
 import aiohttp
 import pytest
-from kiota_abstractions.authentication import BaseBearerTokenAuthenticationProvider
 from kiota_abstractions.base_request_configuration import RequestConfiguration
-from msgraph_beta import GraphRequestAdapter, GraphServiceClient
+from msgraph_beta import GraphServiceClient
 from msgraph_beta.generated.device_management.audit_events.audit_events_request_builder import (
     AuditEventsRequestBuilder,
 )
@@ -40,22 +39,10 @@ from services.requests.lifecycle import Policy
 from tests.claims import ROLE_ADMIN
 
 from .test_elevations import sha
-from .test_graph_sdk import StaticToken
 from .test_role_assignments import MANAGER, assign, auth
 
 Query = ElevationRequestsRequestBuilder.ElevationRequestsRequestBuilderGetQueryParameters
 AuditQuery = AuditEventsRequestBuilder.AuditEventsRequestBuilderGetQueryParameters
-
-
-@pytest.fixture
-def sdk(gateway_url):
-    """sdk(token) -> a GraphServiceClient on the gateway that sends `token`."""
-    def make(token: str) -> GraphServiceClient:
-        provider = StaticToken(token, gateway_url.removeprefix("http://"))
-        adapter = GraphRequestAdapter(BaseBearerTokenAuthenticationProvider(provider))
-        adapter.base_url = f"{gateway_url}/beta"
-        return GraphServiceClient(request_adapter=adapter)
-    return make
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from .graph import (
     read_json,
     reply,
     stub,
+    writable_fields,
 )
 
 PATH = "/beta/deviceManagement/elevationRequests"
@@ -35,6 +36,7 @@ SERVER_SET = frozenset({
     "reviewerJustification"})
 NO_CORRELATION = "00000000-0000-0000-0000-000000000000"  # Guid.Empty: a change no request caused (expiry)
 NOT_GRAPH = frozenset({"etag", "reputation"})
+WRITABLE = frozenset({"request_justification"})
 ACTIONS = {"approve": "ApproveElevationRequest", "deny": "DenyElevationRequest", "revoke": "RevokeElevationRequest"}
 
 
@@ -92,22 +94,21 @@ async def count(request: web.Request) -> web.Response:
                                   PROPERTIES)
 
 
+async def _get(request: web.Request) -> pb.ElevationRequest:
+    return await _stub(request).GetElevationRequest(pb.GetElevationRequestRequest(id=request.match_info["id"]),
+                                                    **call_options(request))
+
+
 async def get(request: web.Request) -> web.Response:
     options = query.parse(request.query, frozenset({"select"}), PROPERTIES)
-    found = await _stub(request).GetElevationRequest(pb.GetElevationRequestRequest(id=request.match_info["id"]),
-                                                     **call_options(request))
-    return _entity_reply(request, found, select=options.select)
+    return _entity_reply(request, await _get(request), select=options.select)
 
 
 async def update(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    """PATCH requestJustification; the rest of a fetched request may come along unchanged."""
     given = pb.ElevationRequest()
-    fields = graphjson.from_json(body, given, TYPE, ignore=frozenset())
-    if changed := [f for f in fields if f != "request_justification"]:
-        name = pb.ElevationRequest.DESCRIPTOR.fields_by_name[changed[0]].json_name  # the Graph name, not the proto's
-        raise bad_request(f"Only requestJustification can be changed; {name} is read-only.")
-    if not fields:
-        raise GraphError(400, "The request body names no property to update.")
+    fields = graphjson.from_json(await read_json(request), given, TYPE, ignore=frozenset(), skip=NOT_GRAPH)
+    await writable_fields(given, fields, WRITABLE, lambda: _get(request))
     updated = await _stub(request).UpdateElevationRequest(pb.UpdateElevationRequestRequest(
         id=request.match_info["id"], request_justification=given.request_justification, etag=if_match(request)),
         **call_options(request))
@@ -143,8 +144,7 @@ async def review(request: web.Request) -> web.Response:
 
 async def get_all(request: web.Request) -> web.Response:
     """getAllElevationRequests, bound to one request: every request the caller may see, paged."""
-    await _stub(request).GetElevationRequest(pb.GetElevationRequestRequest(id=request.match_info["id"]),
-                                             **call_options(request))
+    await _get(request)
     return await list_(request)
 
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Collection
 
 import orjson
 from aiohttp import web
+from google.protobuf.message import Message
 
 from services.common.auth import Principal, TokenVerifier
 from services.common.settings import Settings
 
-from . import query
+from . import graphjson, query
 from .errors import GraphError, bad_request
 from .throttle import Throttle
 
@@ -85,6 +87,19 @@ async def read_json(request: web.Request):
             raise bad_request("The request body has a lone surrogate (\\ud800-\\udfff), which is no character.") \
                 from None
     return body
+
+
+async def writable_fields(given: Message, fields: list[str], writable: Collection[str],
+                          stored: Callable[[], Awaitable[Message]]) -> list[str]:
+    """A PATCH body's `fields` (from graphjson.from_json) that may be written. The others are accepted as long as
+    they hold the stored values, as in an object the client fetched and sends back (`stored()` reads the entity,
+    only then); the first that does not is a 400 naming it, as is a body that changes nothing writable."""
+    if read_only := [f for f in fields if f not in writable]:
+        if name := graphjson.changed(given, await stored(), read_only):
+            raise bad_request(f"Property '{name}' is read-only: it cannot be changed.")
+    if not (changes := [f for f in fields if f in writable]):
+        raise bad_request("The request body names no property that can be changed.")
+    return changes
 
 
 def call_options(request: web.Request) -> dict:

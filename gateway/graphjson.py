@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import re
 from datetime import date, datetime, timedelta, timezone
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -19,6 +20,8 @@ from .errors import bad_request
 
 INT32 = (-(2**31), 2**31 - 1)
 TIMESTAMP = "google.protobuf.Timestamp"
+SENTINEL = "unknownFutureValue"  # an evolvable enum's members after it are new ones
+IDENTIFIER = re.compile(r"[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}|[0-9a-f]{64}", re.IGNORECASE)  # GUID, SHA-256
 SCALAR, ENUM, TIME, OBJECT = range(4)
 EPOCH_DAY = date(1970, 1, 1)
 
@@ -102,11 +105,13 @@ def _converter(descriptor: Descriptor, type_name: str | None, null_when_empty: f
 
 
 def from_json(body, message: Message, type_name: str | None = None,
-              ignore: frozenset[str] = frozenset({"id"}), aliases: frozenset[str] = frozenset()) -> list[str]:
+              ignore: frozenset[str] = frozenset({"id"}), aliases: frozenset[str] = frozenset(),
+              skip: frozenset[str] = frozenset()) -> list[str]:
     """Fills a fresh `message` from a Graph JSON object; returns the proto field names that were given.
 
-    Unknown properties and values of the wrong type raise a 400 GraphError naming the property. `aliases` are
-    other accepted @odata.type names (e.g. a complex type's legacy name).
+    Unknown properties (and fields in `skip`: not Graph properties) and values of the wrong type raise a 400
+    GraphError naming the property. `aliases` are other accepted @odata.type names (e.g. a complex type's legacy
+    name).
     """
     type_name = type_name or graph_type(message.DESCRIPTOR)
     if not isinstance(body, dict):
@@ -122,7 +127,7 @@ def from_json(body, message: Message, type_name: str | None = None,
             continue
         if name.startswith("@") or "@odata." in name or name in ignore:
             continue
-        if name not in plan:
+        if name not in plan or name in skip:
             raise bad_request(f"Property '{name}' does not exist on type 'microsoft.graph.{type_name}'.")
         field, kind, detail, repeated = plan[name]
         if value is not None:
@@ -171,6 +176,33 @@ def _set_scalar(message: Message, field: FieldDescriptor, name: str, value) -> N
     else:
         raise bad_request(f"Property '{name}' cannot be set.")
     setattr(message, field.name, value)
+
+
+def changed(given: Message, stored: Message, fields) -> str | None:
+    """The Graph name of the first of `fields` (proto names) whose value in `given` is not the one in `stored`.
+    Values are compared as values: a GUID or SHA-256 in any case, a DateTimeOffset by its instant (to the
+    microsecond, as written), an enum by member (unknownFutureValue standing for any member after it, as it is
+    shown to clients that did not ask for those), an object property by property."""
+    for name in fields:
+        field = given.DESCRIPTOR.fields_by_name[name]
+        if not _same(field, getattr(given, name), getattr(stored, name)):
+            return field.json_name
+    return None
+
+
+def _same(field: FieldDescriptor, given, stored) -> bool:
+    if field.message_type is not None and field.message_type.full_name == TIMESTAMP:
+        return (given.seconds, given.nanos // 1000) == (stored.seconds, stored.nanos // 1000)
+    if given == stored:
+        return True
+    if field.type == FieldDescriptor.TYPE_STRING:
+        return bool(IDENTIFIER.fullmatch(given)) and given.lower() == stored.lower()
+    if field.enum_type is not None:
+        sentinel = graph_numbers(field.enum_type).get(SENTINEL)
+        return sentinel is not None and given == sentinel and stored > sentinel
+    if field.message_type is not None:
+        return changed(given, stored, [f.name for f in field.message_type.fields]) is None
+    return False
 
 
 # Complex types Graph has renamed: the old name is still accepted on input.

@@ -92,7 +92,6 @@ def strings(required: tuple[str, ...] = (), *names: str, pascal: bool = False) -
 
 
 READ_ONLY_EVENT = frozenset({"id"})
-KEY_OF_EVENT = frozenset({"id", "deviceId", "eventDateTime"})
 REQUEST = message(elevation_requests.pb.ElevationRequest.DESCRIPTOR, ("requestedOnDeviceId", "applicationDetail"),
                   elevation_requests.SERVER_SET | elevation_requests.NOT_GRAPH)
 REVIEW = strings((), "reviewerJustification")
@@ -125,15 +124,16 @@ ROUTES: list[tuple[str, str, str, tuple[str, ...], dict | None, int, str]] = [
     ("GET", ELEV + "/$count", "Count elevation events.", ("filter",), None, 200, ""),
     ("GET", ELEV + "/summary", "Report counts (extension).", ("filter", "top"), None, 200, ""),
     ("GET", ELEV + "/{id}", "Get an elevation event.", ("select",), None, 200, ""),
-    ("PATCH", ELEV + "/{id}", "Change an elevation event (not its key).", (),
-     message(events_pb.ElevationEvent.DESCRIPTOR, (), KEY_OF_EVENT), 200, "409"),
+    ("PATCH", ELEV + "/{id}", "Change an elevation event; its key (id, deviceId, eventDateTime) may come along "
+     "unchanged.", (), message(events_pb.ElevationEvent.DESCRIPTOR), 200, "409"),
     ("DELETE", ELEV + "/{id}", "Delete an elevation event.", (), None, 204, ""),
     ("POST", REQ, "Ask for an elevation.", (), REQUEST, 201, "409"),
     ("GET", REQ, "List elevation requests.", LIST, None, 200, ""),
     ("GET", REQ + "/$count", "Count elevation requests.", ("filter",), None, 200, ""),
     ("GET", REQ + "/{id}", "Get an elevation request.", ("select",), None, 200, ""),
-    ("PATCH", REQ + "/{id}", "Change requestJustification while pending (If-Match optional).", (),
-     strings((), "requestJustification"), 200, "409 412"),
+    ("PATCH", REQ + "/{id}", "Change requestJustification while pending (If-Match optional); the other "
+     "properties may come along unchanged.", (),
+     message(elevation_requests.pb.ElevationRequest.DESCRIPTOR, (), elevation_requests.NOT_GRAPH), 200, "409 412"),
     ("DELETE", REQ + "/{id}", "Delete an elevation request (If-Match optional).", (), None, 204, "409 412"),
     ("POST", REQ + "/{id}/{action}", "Approve, deny or revoke (If-Match optional).", (), REVIEW, 200, "409 412"),
     ("POST", REQ + "/{id}/getAllElevationRequests", "Every request the caller may see.", LIST, None, 200, ""),

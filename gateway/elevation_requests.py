@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from aiohttp import web
 from epm.requests.v1 import elevation_request_service_pb2 as pb
 from epm.requests.v1 import elevation_request_service_pb2_grpc as pb_grpc
@@ -9,6 +11,8 @@ from epm.requests.v1 import elevation_request_service_pb2_grpc as pb_grpc
 from . import graphjson, query
 from .errors import GraphError, bad_request
 from .graph import (
+    UNKNOWN_MEMBERS,
+    applied,
     call_options,
     count_collection,
     count_reply,
@@ -19,7 +23,9 @@ from .graph import (
     read_json,
     reply,
     stub,
+    unknown_members,
     writable_fields,
+    written,
 )
 
 PATH = "/beta/deviceManagement/elevationRequests"
@@ -59,21 +65,29 @@ def if_match(request: web.Request) -> str:
     return version
 
 
-def _json(message: pb.ElevationRequest) -> dict:
+def _json(message: pb.ElevationRequest, new_members: bool = True) -> dict:
     """The Graph entity; the verdict attached by the reputation service (not a Graph property) rides along as
-    the instance annotation @epm.reputation, which Graph clients ignore."""
-    entity = {**graphjson.to_json(message, TYPE, skip=NOT_GRAPH), "@odata.etag": etag_of(message)}
+    the instance annotation @epm.reputation, which Graph clients ignore. Without `new_members`, a status Graph
+    added after unknownFutureValue (revoked, completed) is shown as unknownFutureValue."""
+    entity = {**graphjson.to_json(message, TYPE, skip=NOT_GRAPH, unknown_members=new_members),
+              "@odata.etag": etag_of(message)}
     if message.HasField("reputation"):
         summary = graphjson.to_json(message.reputation)
         entity["@epm.reputation"] = {k: v for k, v in summary.items() if k != "@odata.type"}
     return entity
 
 
+def _honoured(request: web.Request, response: web.Response) -> web.Response:
+    """Prefer: include-unknown-enum-members is honoured by every reply carrying requests."""
+    return applied(response, UNKNOWN_MEMBERS if unknown_members(request) else "")
+
+
 def _entity_reply(request: web.Request, message: pb.ElevationRequest, status: int = 200,
                   select: tuple[str, ...] = ()) -> web.Response:
-    response = reply(entity_body(request, ENTITY_SET, _json(message), select), status=status)
+    response = reply(entity_body(request, ENTITY_SET, _json(message, unknown_members(request)), select),
+                     status=status)
     response.headers["ETag"] = etag_of(message)
-    return response
+    return _honoured(request, response)
 
 
 async def create(request: web.Request) -> web.Response:
@@ -85,8 +99,10 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def list_(request: web.Request) -> web.Response:
-    return await list_collection(request, _stub(request).ListElevationRequests, pb.ListElevationRequestsRequest,
-                                 "elevation_requests", _json, ENTITY_SET, PROPERTIES)
+    to_json = functools.partial(_json, new_members=unknown_members(request))
+    return _honoured(request, await list_collection(
+        request, _stub(request).ListElevationRequests, pb.ListElevationRequestsRequest, "elevation_requests",
+        to_json, ENTITY_SET, PROPERTIES))
 
 
 async def count(request: web.Request) -> web.Response:
@@ -112,7 +128,7 @@ async def update(request: web.Request) -> web.Response:
     updated = await _stub(request).UpdateElevationRequest(pb.UpdateElevationRequestRequest(
         id=request.match_info["id"], request_justification=given.request_justification, etag=if_match(request)),
         **call_options(request))
-    return _entity_reply(request, updated)
+    return written(request, _entity_reply(request, updated))
 
 
 async def delete(request: web.Request) -> web.Response:

@@ -23,6 +23,7 @@ from .graph import (
     reply,
     stub,
     writable_fields,
+    written,
 )
 
 PATH = "/beta/deviceManagement/privilegeManagementElevations"
@@ -123,7 +124,7 @@ async def update(request: web.Request) -> web.Response:
     updated = await _stub(request).UpdateElevationEvent(
         pb.UpdateElevationEventRequest(event=event, update_mask=field_mask_pb2.FieldMask(paths=paths)),
         **call_options(request))
-    return reply(_entity(request, updated))
+    return written(request, reply(_entity(request, updated)))
 
 
 async def delete(request: web.Request) -> web.Response:

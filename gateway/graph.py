@@ -25,6 +25,8 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = web.RequestKey("request_id", str)
 JSON = "application/json"
 TIMEOUT = 30.0  # seconds a backend call may take
+UNKNOWN_MEMBERS = "include-unknown-enum-members"  # Prefer: members after an enum's unknownFutureValue, by name
+MAX_PAGE_SIZE = "odata.maxpagesize"
 
 
 def stub(request: web.Request, backend: str, stub_class):
@@ -59,10 +61,55 @@ def function(path: str) -> tuple[str, ...]:
     return path + "()", path
 
 
-def located(request: web.Request, response: web.Response, entity_set: str, entity_id: str) -> web.Response:
-    """`response` (a 201) with the new entity's Location."""
-    response.headers["Location"] = f"{service_root(request)}/{entity_set}/{entity_id}"
+def preferences(request: web.Request) -> dict[str, str]:
+    """The request's Prefer headers (RFC 7240): preference name (lowercase) -> value, "" when it has none; the
+    first of a name counts, parameters (;...) are dropped."""
+    found: dict[str, str] = {}
+    for header in request.headers.getall("Prefer", ()):
+        for preference in header.split(","):
+            name, _, value = preference.partition(";")[0].partition("=")
+            if name.strip():
+                found.setdefault(name.strip().lower(), value.strip().strip('"'))
+    return found
+
+
+def applied(response: web.Response, *honoured: str) -> web.Response:
+    """`response` with the preferences it `honoured` added to its Preference-Applied header."""
+    if values := [v for v in (response.headers.get("Preference-Applied"), *honoured) if v]:
+        response.headers["Preference-Applied"] = ", ".join(values)
     return response
+
+
+def unknown_members(request: web.Request) -> bool:
+    """Whether the client takes an evolvable enum's members after unknownFutureValue by name."""
+    return UNKNOWN_MEMBERS in preferences(request)
+
+
+def page_size_preferred(request: web.Request) -> int:
+    """Prefer: odata.maxpagesize=N, at most query.MAX_TOP; 0 when absent or not a whole number above 0 (then it
+    is ignored, as a preference that cannot be honoured is)."""
+    raw = preferences(request).get(MAX_PAGE_SIZE, "")
+    digits = raw.lstrip("0")
+    if not (raw.isascii() and raw.isdigit() and digits):
+        return 0
+    return query.MAX_TOP if len(digits) > len(str(query.MAX_TOP)) else min(int(digits), query.MAX_TOP)
+
+
+def written(request: web.Request, response: web.Response) -> web.Response:
+    """The response to a create or update: `response` (the entity), or with Prefer: return=minimal a 204 No Content
+    that keeps its headers (Location, ETag) and names the entity in OData-EntityId."""
+    if preferences(request).get("return") != "minimal":
+        return response
+    headers = {k: v for k, v in response.headers.items() if k not in ("Content-Type", "Content-Length")}
+    if "Location" in headers:
+        headers["OData-EntityId"] = headers["Location"]
+    return applied(web.Response(status=204, headers=headers), "return=minimal")
+
+
+def located(request: web.Request, response: web.Response, entity_set: str, entity_id: str) -> web.Response:
+    """`response` (a 201) with the new entity's Location (a 204 when the client prefers return=minimal)."""
+    response.headers["Location"] = f"{service_root(request)}/{entity_set}/{entity_id}"
+    return written(request, response)
 
 
 def reply(body: dict, status: int = 200) -> web.Response:
@@ -144,13 +191,17 @@ LIST_OPTIONS = frozenset({"filter", "orderby", "top", "skip", "skiptoken", "coun
 
 async def list_collection(request: web.Request, rpc, request_type, items: str, to_json, entity_set: str,
                           properties: frozenset[str]) -> web.Response:
-    """GET on a collection: OData options -> a List RPC (AIP-style request fields) -> a Graph collection."""
+    """GET on a collection: OData options -> a List RPC (AIP-style request fields) -> a Graph collection. Prefer:
+    odata.maxpagesize=N bounds the page as $top does (the smaller wins)."""
     options = query.parse(request.query, LIST_OPTIONS, properties)
+    preferred = page_size_preferred(request)
+    size = min(filter(None, (options.top, preferred)), default=0)  # 0: the service's default
     page = await rpc(request_type(
-        filter=options.filter, order_by=options.orderby, page_size=options.top, page_token=options.skiptoken,
+        filter=options.filter, order_by=options.orderby, page_size=size, page_token=options.skiptoken,
         skip=options.skip, include_total_size=options.count), **call_options(request))
-    return reply(collection_body(request, entity_set, [to_json(m) for m in getattr(page, items)], options,
-                                 page.next_page_token, page.total_size))
+    response = reply(collection_body(request, entity_set, [to_json(m) for m in getattr(page, items)], options,
+                                     page.next_page_token, page.total_size))
+    return applied(response, f"{MAX_PAGE_SIZE}={preferred}" if preferred else "")
 
 
 async def count_collection(request: web.Request, rpc, request_type, properties: frozenset[str]) -> web.Response:

@@ -187,6 +187,8 @@ ROUTES: list[tuple[str, str, str, tuple[str, ...], dict | None, int, str]] = [
     ("DELETE", SUB + "/{id}", "Delete a subscription.", (), None, 204, ""),
 ]
 
+# Updates that answer Prefer: return=minimal with a 204 (as every Graph create does)
+MINIMAL_PATCH = {("PATCH", REQ + "/{id}"), ("PATCH", ELEV + "/{id}")}
 # Actions whose body may be left out
 OPTIONAL_BODY = {("POST", REQ + "/{id}/{action}"), ("POST", REQ + "/{id}/analyze"), ("POST", ROLES),
                  ("POST", ROLES + "/{id}/makePermanent"), ("POST", ROLES + "/{id}/makeEligible"),
@@ -262,11 +264,14 @@ def _success(status: int, path: str) -> dict:
     return {"description": "Created" if status == 201 else "OK", "content": media}
 
 
-def _operation(path: str, summary: str, options, body, status: int, extra: str, body_optional: bool) -> dict:
+def _operation(path: str, summary: str, options, body, status: int, extra: str, body_optional: bool,
+               minimal: bool) -> dict:
     names = re.findall(r"\{(\w+)\}", path)
     operation: dict = {"summary": summary,
                        "parameters": [_parameter(n, "path") for n in names] + [_parameter(n, "query") for n in options],
                        "responses": {str(status): _success(status, path)}}
+    if minimal:
+        operation["responses"]["204"] = {"description": "No content (Prefer: return=minimal)"}
     if path in OPEN:
         operation["security"] = []
         if names:
@@ -293,14 +298,16 @@ def document() -> dict:
     paths: dict = {}
     for method, path, summary, options, body, status, extra in ROUTES:
         for alias in _aliases(path):
+            minimal = (status == 201 and path.startswith("/beta/")) or (method, path) in MINIMAL_PATCH
             paths.setdefault(alias, {})[method.lower()] = _operation(
-                alias, summary, options, body, status, extra, (method, path) in OPTIONAL_BODY)
+                alias, summary, options, body, status, extra, (method, path) in OPTIONAL_BODY, minimal)
     return {
         "openapi": "3.1.0",
         "info": {"title": "epm gateway", "version": "1.0.0",
                  "description": "Microsoft Graph style Endpoint Privilege Management API (beta paths, OData, Graph "
                                 "errors) and the MMD support API. Bodies may also carry annotations (@...), which "
-                                "are ignored."},
+                                "are ignored. Prefer (answered with Preference-Applied): include-unknown-enum-members "
+                                "(statuses after unknownFutureValue by name), odata.maxpagesize=N, return=minimal."},
         "paths": paths,
         "components": {"schemas": {"GraphError": _graph_error(False), "MmdError": _graph_error(True)},
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from aiohttp import web
 from epm.requests.v1 import elevation_request_service_pb2 as pb
 from epm.requests.v1 import elevation_request_service_pb2_grpc as pb_grpc
@@ -9,15 +11,21 @@ from epm.requests.v1 import elevation_request_service_pb2_grpc as pb_grpc
 from . import graphjson, query
 from .errors import GraphError, bad_request
 from .graph import (
+    UNKNOWN_MEMBERS,
+    applied,
     call_options,
     count_collection,
     count_reply,
     entity_body,
     list_collection,
     located,
+    member,
     read_json,
     reply,
     stub,
+    unknown_members,
+    writable_fields,
+    written,
 )
 
 PATH = "/beta/deviceManagement/elevationRequests"
@@ -34,6 +42,7 @@ SERVER_SET = frozenset({
     "reviewerJustification"})
 NO_CORRELATION = "00000000-0000-0000-0000-000000000000"  # Guid.Empty: a change no request caused (expiry)
 NOT_GRAPH = frozenset({"etag", "reputation"})
+WRITABLE = frozenset({"request_justification"})
 ACTIONS = {"approve": "ApproveElevationRequest", "deny": "DenyElevationRequest", "revoke": "RevokeElevationRequest"}
 
 
@@ -56,21 +65,29 @@ def if_match(request: web.Request) -> str:
     return version
 
 
-def _json(message: pb.ElevationRequest) -> dict:
+def _json(message: pb.ElevationRequest, new_members: bool = True) -> dict:
     """The Graph entity; the verdict attached by the reputation service (not a Graph property) rides along as
-    the instance annotation @epm.reputation, which Graph clients ignore."""
-    entity = {**graphjson.to_json(message, TYPE, skip=NOT_GRAPH), "@odata.etag": etag_of(message)}
+    the instance annotation @epm.reputation, which Graph clients ignore. Without `new_members`, a status Graph
+    added after unknownFutureValue (revoked, completed) is shown as unknownFutureValue."""
+    entity = {**graphjson.to_json(message, TYPE, skip=NOT_GRAPH, unknown_members=new_members),
+              "@odata.etag": etag_of(message)}
     if message.HasField("reputation"):
         summary = graphjson.to_json(message.reputation)
         entity["@epm.reputation"] = {k: v for k, v in summary.items() if k != "@odata.type"}
     return entity
 
 
+def _honoured(request: web.Request, response: web.Response) -> web.Response:
+    """Prefer: include-unknown-enum-members is honoured by every reply carrying requests."""
+    return applied(response, UNKNOWN_MEMBERS if unknown_members(request) else "")
+
+
 def _entity_reply(request: web.Request, message: pb.ElevationRequest, status: int = 200,
                   select: tuple[str, ...] = ()) -> web.Response:
-    response = reply(entity_body(request, ENTITY_SET, _json(message), select), status=status)
+    response = reply(entity_body(request, ENTITY_SET, _json(message, unknown_members(request)), select),
+                     status=status)
     response.headers["ETag"] = etag_of(message)
-    return response
+    return _honoured(request, response)
 
 
 async def create(request: web.Request) -> web.Response:
@@ -82,8 +99,10 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def list_(request: web.Request) -> web.Response:
-    return await list_collection(request, _stub(request).ListElevationRequests, pb.ListElevationRequestsRequest,
-                                 "elevation_requests", _json, ENTITY_SET, PROPERTIES)
+    to_json = functools.partial(_json, new_members=unknown_members(request))
+    return _honoured(request, await list_collection(
+        request, _stub(request).ListElevationRequests, pb.ListElevationRequestsRequest, "elevation_requests",
+        to_json, ENTITY_SET, PROPERTIES))
 
 
 async def count(request: web.Request) -> web.Response:
@@ -91,26 +110,25 @@ async def count(request: web.Request) -> web.Response:
                                   PROPERTIES)
 
 
+async def _get(request: web.Request) -> pb.ElevationRequest:
+    return await _stub(request).GetElevationRequest(pb.GetElevationRequestRequest(id=request.match_info["id"]),
+                                                    **call_options(request))
+
+
 async def get(request: web.Request) -> web.Response:
     options = query.parse(request.query, frozenset({"select"}), PROPERTIES)
-    found = await _stub(request).GetElevationRequest(pb.GetElevationRequestRequest(id=request.match_info["id"]),
-                                                     **call_options(request))
-    return _entity_reply(request, found, select=options.select)
+    return _entity_reply(request, await _get(request), select=options.select)
 
 
 async def update(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    """PATCH requestJustification; the rest of a fetched request may come along unchanged."""
     given = pb.ElevationRequest()
-    fields = graphjson.from_json(body, given, TYPE, ignore=frozenset())
-    if changed := [f for f in fields if f != "request_justification"]:
-        name = pb.ElevationRequest.DESCRIPTOR.fields_by_name[changed[0]].json_name  # the Graph name, not the proto's
-        raise bad_request(f"Only requestJustification can be changed; {name} is read-only.")
-    if not fields:
-        raise GraphError(400, "The request body names no property to update.")
+    fields = graphjson.from_json(await read_json(request), given, TYPE, ignore=frozenset(), skip=NOT_GRAPH)
+    await writable_fields(given, fields, WRITABLE, lambda: _get(request))
     updated = await _stub(request).UpdateElevationRequest(pb.UpdateElevationRequestRequest(
         id=request.match_info["id"], request_justification=given.request_justification, etag=if_match(request)),
         **call_options(request))
-    return _entity_reply(request, updated)
+    return written(request, _entity_reply(request, updated))
 
 
 async def delete(request: web.Request) -> web.Response:
@@ -142,8 +160,7 @@ async def review(request: web.Request) -> web.Response:
 
 async def get_all(request: web.Request) -> web.Response:
     """getAllElevationRequests, bound to one request: every request the caller may see, paged."""
-    await _stub(request).GetElevationRequest(pb.GetElevationRequestRequest(id=request.match_info["id"]),
-                                             **call_options(request))
+    await _get(request)
     return await list_(request)
 
 
@@ -180,7 +197,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(PATH, create)
     app.router.add_get(PATH, list_)
     app.router.add_get(PATH + "/$count", count)
-    for item in (PATH + "/{id}", PATH + "('{id}')"):
+    for item in member(PATH):
         app.router.add_get(item, get)
         app.router.add_patch(item, update)
         app.router.add_delete(item, delete)
@@ -188,5 +205,5 @@ def add_routes(app: web.Application) -> None:
         app.router.add_post(item + "/getAllElevationRequests", get_all)
     app.router.add_get(AUDIT_PATH, audit_events)
     app.router.add_get(AUDIT_PATH + "/$count", audit_count)
-    for item in (AUDIT_PATH + "/{id}", AUDIT_PATH + "('{id}')"):
+    for item in member(AUDIT_PATH):
         app.router.add_get(item, audit_event)

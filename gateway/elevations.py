@@ -18,9 +18,12 @@ from .graph import (
     entity_body,
     list_collection,
     located,
+    member,
     read_json,
     reply,
     stub,
+    writable_fields,
+    written,
 )
 
 PATH = "/beta/deviceManagement/privilegeManagementElevations"
@@ -29,6 +32,8 @@ TYPE = "privilegeManagementElevation"
 NULL_WHEN_EMPTY = frozenset({"justification"})
 PROPERTIES = frozenset(f.json_name for f in pb.ElevationEvent.DESCRIPTOR.fields)
 INGEST_MAX = 1000  # events per POST …/ingest: one batch, one transaction
+KEY = frozenset({"id", "deviceId", "eventDateTime"})  # what identifies an event: never changed
+WRITABLE = frozenset(f.name for f in pb.ElevationEvent.DESCRIPTOR.fields if f.json_name not in KEY)
 
 
 def _stub(request: web.Request) -> pb_grpc.ElevationEventServiceStub:
@@ -43,13 +48,9 @@ def _json(event: pb.ElevationEvent) -> dict:
     return graphjson.to_json(event, TYPE, NULL_WHEN_EMPTY)
 
 
-def _event_from(body) -> tuple[pb.ElevationEvent, list[str]]:
-    event = pb.ElevationEvent()
-    return event, graphjson.from_json(body, event, TYPE)
-
-
 async def create(request: web.Request) -> web.Response:
-    event, _ = _event_from(await read_json(request))
+    event = pb.ElevationEvent()
+    graphjson.from_json(await read_json(request), event, TYPE)
     stored = await _stub(request).RecordElevationEvent(pb.RecordElevationEventRequest(event=event),
                                                        **call_options(request))
     return located(request, reply(_entity(request, stored), status=201), ENTITY_SET, stored.id)
@@ -104,22 +105,26 @@ async def summary(request: web.Request) -> web.Response:
     return reply(body)
 
 
+async def _get(request: web.Request) -> pb.ElevationEvent:
+    return await _stub(request).GetElevationEvent(pb.GetElevationEventRequest(id=request.match_info["id"]),
+                                                  **call_options(request))
+
+
 async def get(request: web.Request) -> web.Response:
     options = query.parse(request.query, frozenset({"select"}), PROPERTIES)
-    event = await _stub(request).GetElevationEvent(pb.GetElevationEventRequest(id=request.match_info["id"]),
-                                                   **call_options(request))
-    return reply(_entity(request, event, options.select))
+    return reply(_entity(request, await _get(request), options.select))
 
 
 async def update(request: web.Request) -> web.Response:
-    event, given = _event_from(await read_json(request))
-    if not given:
-        raise GraphError(400, "The request body names no property to update.")
+    """PATCH any property but the key (id, deviceId, eventDateTime), which a fetched event may bring unchanged."""
+    event = pb.ElevationEvent()
+    fields = graphjson.from_json(await read_json(request), event, TYPE, ignore=frozenset())
+    paths = await writable_fields(event, fields, WRITABLE, lambda: _get(request))
     event.id = request.match_info["id"]
     updated = await _stub(request).UpdateElevationEvent(
-        pb.UpdateElevationEventRequest(event=event, update_mask=field_mask_pb2.FieldMask(paths=given)),
+        pb.UpdateElevationEventRequest(event=event, update_mask=field_mask_pb2.FieldMask(paths=paths)),
         **call_options(request))
-    return reply(_entity(request, updated))
+    return written(request, reply(_entity(request, updated)))
 
 
 async def delete(request: web.Request) -> web.Response:
@@ -134,7 +139,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(PATH + "/$count", count)
     app.router.add_get(PATH + "/summary", summary)
     app.router.add_post(PATH + "/ingest", ingest)
-    for item in (PATH + "/{id}", PATH + "('{id}')"):  # key as segment, and OData key syntax
+    for item in member(PATH):
         app.router.add_get(item, get)
         app.router.add_patch(item, update)
         app.router.add_delete(item, delete)

@@ -17,6 +17,7 @@ from .graph import (
     entity_body,
     list_collection,
     located,
+    member,
     read_json,
     reply,
     stub,
@@ -77,6 +78,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(PATH, create)
     app.router.add_get(PATH, list_)
     app.router.add_get(PATH + "/$count", count)
-    for item in (PATH + "/{id}", PATH + "('{id}')"):
+    for item in member(PATH):
         app.router.add_get(item, get)
         app.router.add_delete(item, delete)

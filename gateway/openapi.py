@@ -8,6 +8,7 @@ tests/unit/test_openapi.py fails when a route on the router is missing here.
 from __future__ import annotations
 
 import functools
+import re
 
 from aiohttp import web
 from epm.events.v1 import elevation_event_service_pb2 as events_pb
@@ -23,6 +24,7 @@ from . import (
     console,
     elevation_requests,
     elevations,
+    graph,
     graphjson,
     managed_devices,
     query,
@@ -37,7 +39,7 @@ DM = "/beta/deviceManagement"
 REQ, ELEV, AUDIT, DEV = elevation_requests.PATH, elevations.PATH, elevation_requests.AUDIT_PATH, managed_devices.PATH
 ROLES, PIM, SEC, SUB, MMD = role_assignments.PATH, role_assignments.ROLES_PATH, reputation.SECURITY, \
     subscriptions.PATH, support.PATH
-# Collections whose members are also addressed with OData key syntax: .../x('{id}') as well as .../x/{id}
+# Collections whose members are also addressed with OData key syntax (graph.member): .../x('{id}'), .../x({id})
 KEY_SYNTAX = (ELEV, REQ, AUDIT, ROLES, PIM, DEV, SUB)
 LIST = ("filter", "select", "orderby", "top", "skip", "count", "skiptoken")
 NULLABLE_STRING = {"type": ["string", "null"]}
@@ -91,7 +93,6 @@ def strings(required: tuple[str, ...] = (), *names: str, pascal: bool = False) -
 
 
 READ_ONLY_EVENT = frozenset({"id"})
-KEY_OF_EVENT = frozenset({"id", "deviceId", "eventDateTime"})
 REQUEST = message(elevation_requests.pb.ElevationRequest.DESCRIPTOR, ("requestedOnDeviceId", "applicationDetail"),
                   elevation_requests.SERVER_SET | elevation_requests.NOT_GRAPH)
 REVIEW = strings((), "reviewerJustification")
@@ -133,15 +134,16 @@ ROUTES: list[tuple[str, str, str, tuple[str, ...], dict | None, int, str]] = [
     ("GET", ELEV + "/$count", "Count elevation events.", ("filter",), None, 200, ""),
     ("GET", ELEV + "/summary", "Report counts (extension).", ("filter", "top"), None, 200, ""),
     ("GET", ELEV + "/{id}", "Get an elevation event.", ("select",), None, 200, ""),
-    ("PATCH", ELEV + "/{id}", "Change an elevation event (not its key).", (),
-     message(events_pb.ElevationEvent.DESCRIPTOR, (), KEY_OF_EVENT), 200, "409"),
+    ("PATCH", ELEV + "/{id}", "Change an elevation event; its key (id, deviceId, eventDateTime) may come along "
+     "unchanged.", (), message(events_pb.ElevationEvent.DESCRIPTOR), 200, "409"),
     ("DELETE", ELEV + "/{id}", "Delete an elevation event.", (), None, 204, ""),
     ("POST", REQ, "Ask for an elevation.", (), REQUEST, 201, "409"),
     ("GET", REQ, "List elevation requests.", LIST, None, 200, ""),
     ("GET", REQ + "/$count", "Count elevation requests.", ("filter",), None, 200, ""),
     ("GET", REQ + "/{id}", "Get an elevation request.", ("select",), None, 200, ""),
-    ("PATCH", REQ + "/{id}", "Change requestJustification while pending (If-Match optional).", (),
-     strings((), "requestJustification"), 200, "409 412"),
+    ("PATCH", REQ + "/{id}", "Change requestJustification while pending (If-Match optional); the other "
+     "properties may come along unchanged.", (),
+     message(elevation_requests.pb.ElevationRequest.DESCRIPTOR, (), elevation_requests.NOT_GRAPH), 200, "409 412"),
     ("DELETE", REQ + "/{id}", "Delete an elevation request (If-Match optional).", (), None, 204, "409 412"),
     ("POST", REQ + "/{id}/{action}", "Approve, deny or revoke (If-Match optional).", (), REVIEW, 200, "409 412"),
     ("POST", REQ + "/{id}/getAllElevationRequests", "Every request the caller may see.", LIST, None, 200, ""),
@@ -152,8 +154,8 @@ ROUTES: list[tuple[str, str, str, tuple[str, ...], dict | None, int, str]] = [
     ("GET", AUDIT + "/{id}", "Get an audit event.", ("select",), None, 200, ""),
     ("POST", ROLES, "Assign a role.", (), strings(("userId", "roleId")), 201, "409"),
     ("GET", ROLES, "List role assignments.", ("select",), None, 200, ""),
-    ("GET", ROLES + "/my", "The caller's role assignments.", ("select",), None, 200, ""),
-    ("GET", ROLES + "/myPermissions", "The caller's elevation request rights and the roles granting them.", (), None,
+    ("GET", ROLES + "/my()", "The caller's role assignments.", ("select",), None, 200, ""),
+    ("GET", ROLES + "/myPermissions()", "The caller's elevation request rights and the roles granting them.", (), None,
      200, ""),
     ("GET", ROLES + "/{id}", "Get a role assignment.", ("select",), None, 200, ""),
     ("DELETE", ROLES + "/{id}", "Remove a role assignment.", (), None, 204, "409"),
@@ -197,6 +199,8 @@ ROUTES: list[tuple[str, str, str, tuple[str, ...], dict | None, int, str]] = [
     ("DELETE", SUB + "/{id}", "Delete a subscription.", (), None, 204, ""),
 ]
 
+# Updates that answer Prefer: return=minimal with a 204 (as every Graph create does)
+MINIMAL_PATCH = {("PATCH", REQ + "/{id}"), ("PATCH", ELEV + "/{id}")}
 # Actions whose body may be left out
 OPTIONAL_BODY = {("POST", REQ + "/{id}/{action}"), ("POST", REQ + "/{id}/analyze"), ("POST", ROLES),
                  ("POST", ROLES + "/{id}/makePermanent"), ("POST", ROLES + "/{id}/makeEligible"),
@@ -237,12 +241,16 @@ def _graph_error(mmd: bool) -> dict:
 
 
 def _aliases(path: str) -> list[str]:
-    """`path`, and its OData key-syntax twin when the gateway registers one."""
+    """Every form the gateway registers `path` under: a member's in OData key syntax too, a function's (name())
+    by its bare name too."""
+    forms = [path]
     for base in KEY_SYNTAX:
         if path.startswith(base + "/{"):
             name, _, rest = path[len(base) + 2:].partition("}")
-            return [path, f"{base}('{{{name}}}'){rest}"]
-    return [path]
+            forms = [item + rest for item in graph.member(base, name)]
+    if path.endswith("()"):
+        forms = [alias for form in forms for alias in graph.function(form.removesuffix("()"))]
+    return forms
 
 
 def _parameter(name: str, where: str) -> dict:
@@ -268,11 +276,14 @@ def _success(status: int, path: str) -> dict:
     return {"description": "Created" if status == 201 else "OK", "content": media}
 
 
-def _operation(path: str, summary: str, options, body, status: int, extra: str, body_optional: bool) -> dict:
-    names = [part[1:].split("}")[0] for part in path.replace("('", "/").split("/") if part.startswith("{")]
+def _operation(path: str, summary: str, options, body, status: int, extra: str, body_optional: bool,
+               minimal: bool) -> dict:
+    names = re.findall(r"\{(\w+)\}", path)
     operation: dict = {"summary": summary,
                        "parameters": [_parameter(n, "path") for n in names] + [_parameter(n, "query") for n in options],
                        "responses": {str(status): _success(status, path)}}
+    if minimal:
+        operation["responses"]["204"] = {"description": "No content (Prefer: return=minimal)"}
     if path in OPEN:
         operation["security"] = []
         if names:
@@ -299,14 +310,16 @@ def document() -> dict:
     paths: dict = {}
     for method, path, summary, options, body, status, extra in ROUTES:
         for alias in _aliases(path):
+            minimal = (status == 201 and path.startswith("/beta/")) or (method, path) in MINIMAL_PATCH
             paths.setdefault(alias, {})[method.lower()] = _operation(
-                alias, summary, options, body, status, extra, (method, path) in OPTIONAL_BODY)
+                alias, summary, options, body, status, extra, (method, path) in OPTIONAL_BODY, minimal)
     return {
         "openapi": "3.1.0",
         "info": {"title": "epm gateway", "version": "1.0.0",
                  "description": "Microsoft Graph style Endpoint Privilege Management API (beta paths, OData, Graph "
                                 "errors) and the MMD support API. Bodies may also carry annotations (@...), which "
-                                "are ignored."},
+                                "are ignored. Prefer (answered with Preference-Applied): include-unknown-enum-members "
+                                "(statuses after unknownFutureValue by name), odata.maxpagesize=N, return=minimal."},
         "paths": paths,
         "components": {"schemas": {"GraphError": _graph_error(False), "MmdError": _graph_error(True)},
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},

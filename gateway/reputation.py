@@ -18,7 +18,7 @@ from epm.requests.v1 import elevation_request_service_pb2_grpc as requests_grpc
 
 from . import elevation_requests, graphjson, query
 from .errors import GraphError, bad_request
-from .graph import call_options, entity_body, located, read_json, reply, service_root, stub
+from .graph import call_options, entity_body, located, member, read_json, reply, service_root, stub
 
 SECURITY = "/beta/security"
 ANALYSIS_SET, RULES_SET, FEEDS_SET = ("security/fileReputations", "security/publisherRules",
@@ -125,7 +125,7 @@ async def list_feeds(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    for item in (elevation_requests.PATH + "/{id}", elevation_requests.PATH + "('{id}')"):
+    for item in member(elevation_requests.PATH):
         app.router.add_get(item + "/analyze", analyze_request)
         app.router.add_post(item + "/analyze", analyze_request)
     app.router.add_post(SECURITY + "/fileReputations/analyze", analyze_file)

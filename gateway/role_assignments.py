@@ -8,7 +8,7 @@ from epm.requests.v1 import role_assignment_service_pb2_grpc as pb_grpc
 
 from . import graphjson, query
 from .errors import bad_request
-from .graph import call_options, caller, located, read_json, reply, service_root, stub
+from .graph import call_options, caller, function, located, member, read_json, reply, service_root, stub
 
 PATH = "/beta/privilegedRoleAssignments"
 ROLES_PATH = "/beta/privilegedRoles"
@@ -34,8 +34,9 @@ def _entity(request: web.Request, assignment: pb.RoleAssignment, select: tuple[s
     return {"@odata.context": f"{service_root(request)}/$metadata#{context}/$entity", **_json(assignment, select)}
 
 
-def _collection(request: web.Request, assignments, select: tuple[str, ...]) -> dict:
-    context = f"{ENTITY_SET}({','.join(select)})" if select else ENTITY_SET
+def _collection(request: web.Request, assignments, select: tuple[str, ...], context: str = "") -> dict:
+    """A collection of assignments; `context` names a function's result (Collection(type)) in place of the set."""
+    context = context or (f"{ENTITY_SET}({','.join(select)})" if select else ENTITY_SET)
     return {"@odata.context": f"{service_root(request)}/$metadata#{context}",
             "value": [_json(a, select) for a in assignments]}
 
@@ -82,13 +83,14 @@ async def list_(request: web.Request) -> web.Response:
 
 
 async def my(request: web.Request) -> web.Response:
-    """The caller's own assignments (a signed-in user's token)."""
+    """The function my(): the caller's own assignments (a signed-in user's token)."""
     options = query.parse(request.query, frozenset({"select"}), PROPERTIES)
     if not caller(request).object_id:
         raise bad_request("The 'my' view needs a token of a signed-in user (with an oid claim).")
     page = await _stub(request).ListRoleAssignments(
         pb.ListRoleAssignmentsRequest(user_id=caller(request).object_id), **call_options(request))
-    return reply(_collection(request, page.role_assignments, options.select))
+    return reply(_collection(request, page.role_assignments, options.select,
+                             context=f"Collection(microsoft.graph.{TYPE})"))
 
 
 async def my_permissions(request: web.Request) -> web.Response:
@@ -151,13 +153,15 @@ async def list_roles(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post(PATH, create)
     app.router.add_get(PATH, list_)
-    app.router.add_get(PATH + "/my", my)  # before {id}
-    app.router.add_get(PATH + "/myPermissions", my_permissions)
-    for item in (PATH + "/{id}", PATH + "('{id}')"):  # key as segment, and OData key syntax
+    for path in function(PATH + "/my"):
+        app.router.add_get(path, my)
+    for path in function(PATH + "/myPermissions"):
+        app.router.add_get(path, my_permissions)
+    for item in member(PATH):
         app.router.add_get(item, get)
         app.router.add_delete(item, delete)
         app.router.add_post(item + "/makePermanent", make_permanent)
         app.router.add_post(item + "/makeEligible", make_eligible)
     app.router.add_get(ROLES_PATH, list_roles)
-    for item in (ROLES_PATH + "/{roleId}", ROLES_PATH + "('{roleId}')"):
+    for item in member(ROLES_PATH, "roleId"):
         app.router.add_post(item + "/selfActivate", self_activate)

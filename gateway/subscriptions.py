@@ -10,7 +10,7 @@ from epm.requests.v1 import subscription_service_pb2_grpc as pb_grpc
 
 from . import graphjson
 from .errors import bad_request
-from .graph import call_options, entity_body, located, read_json, reply, service_root, stub
+from .graph import call_options, entity_body, located, member, read_json, reply, service_root, stub
 
 PATH = "/beta/subscriptions"
 ENTITY_SET = "subscriptions"
@@ -83,7 +83,7 @@ async def delete(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post(PATH, create)
     app.router.add_get(PATH, list_)
-    for item in (PATH + "/{id}", PATH + "('{id}')"):
+    for item in member(PATH):
         app.router.add_get(item, get)
         app.router.add_patch(item, update)
         app.router.add_delete(item, delete)

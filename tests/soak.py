@@ -137,7 +137,9 @@ def people(mint: Callable[..., str]) -> tuple[dict[str, dict], str]:
               "reviewer": mint(oid=reviewer, upn="megan@contoso.example"),
               "reader": mint(oid=str(uuid.uuid4()), upn="lee@contoso.example"),
               "admin": mint(**ROLE_ADMIN)}
-    return {who: {"Authorization": f"Bearer {t}"} for who, t in tokens.items()}, reviewer
+    headers = {who: {"Authorization": f"Bearer {t}"} for who, t in tokens.items()}
+    headers["reviewer"]["Prefer"] = "include-unknown-enum-members"  # reads a revoked request's status by name
+    return headers, reviewer
 
 
 async def soak(url: str, mint: Callable[..., str], seconds: float, clients: int = 8,

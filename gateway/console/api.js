@@ -26,12 +26,17 @@ export class ApiError extends Error {
 
 export function authorization() { return { Authorization: `Bearer ${session.token}` }; }
 
+// The console knows every status by name, revoked and completed too (Graph shows members added after
+// unknownFutureValue only to clients that say so).
+const PREFER = { Prefer: "include-unknown-enum-members" };
+
 /** fetch() a gateway path (or a same-origin @odata.nextLink); JSON or text back, a Graph error as ApiError. */
 export async function api(path, { method = "GET", body, headers = {}, signal } = {}) {
   const url = path.startsWith("http") ? new URL(path).pathname + new URL(path).search : path;
   const response = await fetch(url, {
     method, signal, cache: "no-store",
-    headers: { ...authorization(), ...(body === undefined ? {} : { "Content-Type": "application/json" }), ...headers },
+    headers: { ...authorization(), ...PREFER, ...(body === undefined ? {} : { "Content-Type": "application/json" }),
+      ...headers },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   if (!response.ok) throw await apiError(response);

@@ -8,17 +8,31 @@ import shutil
 import uuid
 
 import pytest
+from kiota_abstractions.authentication import BaseBearerTokenAuthenticationProvider
+from msgraph_beta import GraphRequestAdapter, GraphServiceClient
 from playwright.async_api import async_playwright
 
 from tests.claims import ROLE_ADMIN
 
 from .people import Person
+from .test_graph_sdk import StaticToken
 from .test_role_assignments import MANAGER, READER, assign, auth
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package: Playwright cannot download its own browser here
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 LAPTOP = {"width": 1440, "height": 900}
+
+
+@pytest.fixture
+def sdk(gateway_url):
+    """sdk(token) -> the official Graph SDK's client on the gateway, sending `token`."""
+    def make(token: str) -> GraphServiceClient:
+        provider = StaticToken(token, gateway_url.removeprefix("http://"))
+        adapter = GraphRequestAdapter(BaseBearerTokenAuthenticationProvider(provider))
+        adapter.base_url = f"{gateway_url}/beta"
+        return GraphServiceClient(request_adapter=adapter)
+    return make
 
 
 @pytest.fixture

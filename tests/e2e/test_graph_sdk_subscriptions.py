@@ -10,7 +10,6 @@ from msgraph_beta.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph_beta.generated.models.subscription import Subscription
 
 from ..receiver import Receiver
-from .test_graph_sdk_requests import sdk  # noqa: F401 (a fixture)
 from .test_subscriptions import RESOURCE
 
 

@@ -12,8 +12,8 @@ import pytest
 from services.requests.lifecycle import Policy
 
 from .people import Person
+from .test_elevation_requests import NEW_MEMBERS, call, when
 from .test_elevation_requests import PATH as GRAPH
-from .test_elevation_requests import call, when
 from .test_elevation_requests import create as graph_create
 from .test_managed_devices import register
 from .test_role_assignments import auth
@@ -250,7 +250,8 @@ async def test_a_graph_reviewer_approves_and_closing_completes_it(client, agent,
     await call(client, "PATCH", path(tenant, created["id"]), agent, 204, json={"ActionsTaken": "Office installed"})
     completed = await call(client, "GET", path(tenant, created["id"]), agent)
     assert completed["isSuccessfulRequest"] is True and completed["requestClosureTime"] is not None
-    assert (await call(client, "GET", f"{GRAPH}/{created['id']}", manager))["status"] == "completed"
+    assert (await call(client, "GET", f"{GRAPH}/{created['id']}", manager.headers | NEW_MEMBERS))["status"] == \
+        "completed"
     audit = await call(client, "GET", "/beta/deviceManagement/auditEvents?$filter=activity eq 'Close ElevationRequest'",
                        manager)
     [event] = audit["value"]

@@ -24,7 +24,7 @@ from msgraph_core.requests.batch_request_item import BatchRequestItem
 from msgraph_core.requests.batch_response_content import BatchResponseContent
 from msgraph_core.requests.batch_response_content_collection import BatchResponseContentCollection
 
-from .test_graph_sdk_requests import ask, requester, requester_id, reviewer, reviewer_id, sdk  # noqa: F401 (fixtures)
+from .test_graph_sdk_requests import ask, requester, requester_id, reviewer, reviewer_id  # noqa: F401 (fixtures)
 
 
 def batch_of(*items: BatchRequestItem) -> BatchRequestContent:

@@ -35,6 +35,7 @@ from .notifications import (
     pause_reason,
     public_host,
     retry_delay,
+    url_problem,
 )
 
 log = logging.getLogger("epm.requests.delivery")
@@ -194,7 +195,10 @@ class Deliverer:
         return feed.Position.of(last), len(wanted), bool(current) and len(changes) == self.policy.batch
 
     async def _post(self, url: str, notifications: list[dict]) -> str | None:
-        """None when the endpoint accepted the batch (any 2xx), else what went wrong."""
+        """None when the endpoint accepted the batch (any 2xx), else what went wrong. The URL is judged again: an
+        IP literal never meets the resolver, and the rule may be stricter than when the URL was accepted."""
+        if problem := url_problem(url, self.private_allowed):
+            return problem
         try:
             async with self.http.post(
                     url, data=json.dumps({"value": notifications}, separators=(",", ":")),

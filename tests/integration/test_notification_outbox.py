@@ -18,6 +18,8 @@ from epm.requests.v1 import subscription_service_pb2_grpc as subscriptions_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.auth import CONFIG_WRITE
+from services.requests.delivery import Deliverer, http_client
+from services.requests.notifications import DeliveryPolicy
 
 from ..receiver import Receiver
 from .test_processes import free_port, spawn
@@ -117,3 +119,28 @@ async def subscribe(stub, agent, url: str) -> None:
                                           notification_url=url)
     given.expiration_date_time.FromDatetime(datetime.now(timezone.utc) + timedelta(hours=1))
     await stub.CreateSubscription(subscriptions_pb.CreateSubscriptionRequest(subscription=given), metadata=agent)
+
+
+async def test_a_stored_url_the_rule_now_refuses_gets_nothing(requests_channel, requests_service, clock, token,
+                                                              tenant, receiver):
+    """A subscription to a loopback URL, accepted while private networks were allowed (as in these tests), is not
+    delivered by a Deliverer that refuses them: an IP literal never meets the resolver, so the URL is judged again
+    before each POST, and the failure is recorded like any other."""
+    agent = md(token(scopes=(), roles=[CONFIG_WRITE]))
+    await subscribe(subscriptions_grpc.SubscriptionServiceStub(requests_channel), agent, receiver.url)
+    await requests_service.deliverer.close()  # only the strict Deliverer below delivers
+    pool = requests_service.store.pool
+    strict = Deliverer(pool, requests_service.deliverer.locks, clock.now, DeliveryPolicy(), private_allowed=False)
+    strict.http = http_client(False)
+    try:
+        await create(pb_grpc.ElevationRequestServiceStub(requests_channel), agent, device="strict-1")
+        sub = await pool.fetchrow(
+            "SELECT id FROM requests.subscriptions WHERE tenant_id = $1", tenant)
+        assert await strict.deliver(tenant, sub["id"]) == 0
+        row = await pool.fetchrow(
+            "SELECT failed_attempts, last_error FROM requests.subscriptions WHERE tenant_id = $1", tenant)
+        assert row["failed_attempts"] == 1 and row["last_error"].startswith("notificationUrl must"), dict(row)
+        assert receiver.batches == [] and receiver.attempts == 0
+    finally:
+        await strict.http.close()
+        requests_service.deliverer.start()

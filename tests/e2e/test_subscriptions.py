@@ -257,7 +257,8 @@ async def test_expiry_is_notified_once_the_sweep_writes_it_down(client, app, req
     clock.advance(timedelta(minutes=1))  # past the pending TTL: expired at once, written down by the next sweep
     assert (await call(client, "GET", f"/beta/deviceManagement/elevationRequests/{request['id']}",
                        app))["status"] == "expired"
-    await requests_service.store.expire_due(clock.now())
+    while await requests_service.store.expire_due(clock.now()) == 500:  # as the sweeper does: 500 at a time
+        pass
     (expired,) = await receiver.wait_for(1)
     assert expired["resourceData"]["id"] == request["id"] and expired["changeType"] == "updated"
 

@@ -114,10 +114,11 @@ async def until_closed(request, timeout: float = 10) -> None:
     await asyncio.wait_for(closed(), timeout)
 
 
-async def subscribe(stub, agent, url: str) -> None:
+async def subscribe(stub, agent, url: str, now: datetime | None = None) -> None:
+    """A subscription to new requests, expiring an hour after `now` (the service's clock; default: real time)."""
     given = subscriptions_pb.Subscription(resource="deviceManagement/elevationRequests", change_type="created",
                                           notification_url=url)
-    given.expiration_date_time.FromDatetime(datetime.now(timezone.utc) + timedelta(hours=1))
+    given.expiration_date_time.FromDatetime((now or datetime.now(timezone.utc)) + timedelta(hours=1))
     await stub.CreateSubscription(subscriptions_pb.CreateSubscriptionRequest(subscription=given), metadata=agent)
 
 
@@ -127,7 +128,7 @@ async def test_a_stored_url_the_rule_now_refuses_gets_nothing(requests_channel, 
     delivered by a Deliverer that refuses them: an IP literal never meets the resolver, so the URL is judged again
     before each POST, and the failure is recorded like any other."""
     agent = md(token(scopes=(), roles=[CONFIG_WRITE]))
-    await subscribe(subscriptions_grpc.SubscriptionServiceStub(requests_channel), agent, receiver.url)
+    await subscribe(subscriptions_grpc.SubscriptionServiceStub(requests_channel), agent, receiver.url, clock.now())
     await requests_service.deliverer.close()  # only the strict Deliverer below delivers
     pool = requests_service.store.pool
     strict = Deliverer(pool, requests_service.deliverer.locks, clock.now, DeliveryPolicy(), private_allowed=False)

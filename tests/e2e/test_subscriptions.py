@@ -12,6 +12,7 @@ import pytest
 from services.requests.lifecycle import Policy
 from services.requests.subscriptions import delete_expired
 
+from ..expiry import sweep
 from ..receiver import Receiver
 from .test_elevation_requests import AUDIT, act, call, create, failure
 from .test_role_assignments import auth
@@ -257,8 +258,7 @@ async def test_expiry_is_notified_once_the_sweep_writes_it_down(client, app, req
     clock.advance(timedelta(minutes=1))  # past the pending TTL: expired at once, written down by the next sweep
     assert (await call(client, "GET", f"/beta/deviceManagement/elevationRequests/{request['id']}",
                        app))["status"] == "expired"
-    while await requests_service.store.expire_due(clock.now()) == 500:  # as the sweeper does: 500 at a time
-        pass
+    await sweep(requests_service.store, clock.now())
     (expired,) = await receiver.wait_for(1)
     assert expired["resourceData"]["id"] == request["id"] and expired["changeType"] == "updated"
 

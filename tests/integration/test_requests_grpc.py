@@ -26,6 +26,7 @@ from grpc_status import rpc_status
 from services.requests import app as requests_app
 from services.requests.lifecycle import Policy
 from tests.claims import ROLE_ADMIN
+from tests.expiry import sweep
 
 MANAGER = "7f2d6a3c-0b1e-4c5d-9e8f-100000000001"  # view + modify
 READER = "7f2d6a3c-0b1e-4c5d-9e8f-100000000002"   # view
@@ -92,13 +93,6 @@ def reviewer(token, requests_channel):
 
 
 # --- helpers -----------------------------------------------------------------------------------------
-
-
-async def sweep(store, now) -> None:
-    """Every expiry due at `now` written down, as the sweeper does: one call takes at most 500 rows of any tenant,
-    and the tests' moved clock leaves many due."""
-    while await store.expire_due(now) == 500:
-        pass
 
 
 async def create(stub, metadata, *, device: str = "device-1", user: str = "", file: str = "app.exe",

@@ -147,7 +147,8 @@ def test_the_service_document_lists_the_container():
                                                              "subscriptions")]
 
 
-def test_both_are_open_in_the_openapi_document():
+def test_both_and_only_they_are_open_and_in_the_openapi_document():
+    assert metadata.ANONYMOUS == {"/beta", "/beta/$metadata"}  # what app.py lets through without a token
     paths = openapi.document()["paths"]
     assert paths[openapi.METADATA]["get"]["security"] == [] and paths[openapi.ROOT]["get"]["security"] == []
     assert list(paths[openapi.METADATA]["get"]["responses"]["200"]["content"]) == ["application/xml"]

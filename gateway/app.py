@@ -24,6 +24,7 @@ from . import (
     elevations,
     errors,
     managed_devices,
+    metadata,
     openapi,
     reputation,
     role_assignments,
@@ -55,7 +56,7 @@ async def graph_middleware(request: web.Request, handler):
     render = support.error_response if request.path.startswith(support.PREFIX) else (
         lambda error: errors.response(error, rid, client_rid))
     try:
-        if request.path.startswith(("/beta/", support.PREFIX)):
+        if request.path.startswith(("/beta/", support.PREFIX)) and request.path not in metadata.ANONYMOUS:
             try:
                 principal = await request.app[VERIFIER].verify(bearer(request.headers.get("Authorization")))
             except AuthError as exc:
@@ -195,4 +196,5 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
     subscriptions.add_routes(app)
     console.add_routes(app)
     batch.add_routes(app)
+    metadata.add_routes(app)
     return app

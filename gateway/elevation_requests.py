@@ -98,11 +98,13 @@ async def create(request: web.Request) -> web.Response:
     return located(request, _entity_reply(request, created, status=201), ENTITY_SET, created.id)
 
 
-async def list_(request: web.Request) -> web.Response:
+async def list_(request: web.Request, context: str = ENTITY_SET) -> web.Response:
+    """The requests, paged; `context` names the result in @odata.context (the entity set, or an action's
+    Collection(type))."""
     to_json = functools.partial(_json, new_members=unknown_members(request))
     return _honoured(request, await list_collection(
         request, _stub(request).ListElevationRequests, pb.ListElevationRequestsRequest, "elevation_requests",
-        to_json, ENTITY_SET, PROPERTIES))
+        to_json, context, PROPERTIES))
 
 
 async def count(request: web.Request) -> web.Response:
@@ -161,7 +163,7 @@ async def review(request: web.Request) -> web.Response:
 async def get_all(request: web.Request) -> web.Response:
     """getAllElevationRequests, bound to one request: every request the caller may see, paged."""
     await _get(request)
-    return await list_(request)
+    return await list_(request, f"Collection(microsoft.graph.{TYPE})")
 
 
 def _audit_json(event: pb.AuditEvent) -> dict:

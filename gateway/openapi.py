@@ -35,6 +35,7 @@ from . import (
     support,
 )
 
+ROOT, METADATA = "/beta", "/beta/$metadata"  # the service document and the CSDL (gateway/metadata.py)
 DM = "/beta/deviceManagement"
 REQ, ELEV, AUDIT, DEV = elevation_requests.PATH, elevations.PATH, elevation_requests.AUDIT_PATH, managed_devices.PATH
 ROLES, PIM, SEC, SUB, MMD = role_assignments.PATH, role_assignments.ROLES_PATH, reputation.SECURITY, \
@@ -124,6 +125,9 @@ ROUTES: list[tuple[str, str, str, tuple[str, ...], dict | None, int, str]] = [
     ("GET", "/healthz", "Liveness.", (), None, 200, ""),
     ("GET", "/readyz", "Readiness: every backend's gRPC health (503 when one is not serving).", (), None, 200, ""),
     ("GET", "/openapi.json", "This document.", (), None, 200, ""),
+    ("GET", ROOT, "The OData service document: the entity sets and singletons.", (), None, 200, ""),
+    ("GET", METADATA, "The CSDL (OData v4 EDMX) of the entity sets, types, actions and functions served here.", (),
+     None, 200, ""),
     ("GET", "/console/", "The reviewer console (HTML; its API calls carry the token).", (), None, 200, ""),
     ("GET", "/console/config.json", "The console's sign-in configuration.", (), None, 200, ""),
     ("GET", "/console/{name}", "A file of the reviewer console.", (), None, 200, "404"),
@@ -225,7 +229,8 @@ COMMON_ERRORS = (400, 401, 403, 429, 503, 504)
 ERROR_DESCRIPTIONS = {400: "Bad request", 401: "Missing or invalid token", 403: "Missing permission",
                       404: "Not found", 409: "Conflict", 412: "Stale ETag", 413: "Body too large",
                       415: "Body not JSON", 429: "Throttled", 503: "Backend unavailable", 504: "Backend timeout"}
-OPEN = ("/healthz", "/readyz", "/openapi.json", "/console/", "/console/config.json", "/console/{name}")
+OPEN = ("/healthz", "/readyz", "/openapi.json", "/console/", "/console/config.json", "/console/{name}", ROOT,
+        METADATA)
 
 
 def _graph_error(mmd: bool) -> dict:
@@ -269,6 +274,8 @@ def _success(status: int, path: str) -> dict:
         media = {"text/plain": {"schema": {"type": "string", "pattern": "^[0-9]+$"}}}
     elif path.startswith("/console/") and not path.endswith(".json"):
         media = {t: {"schema": {"type": "string"}} for t in console.TYPES.values()}
+    elif path == METADATA:
+        media = {"application/xml": {"schema": {"type": "string"}}}
     elif path.endswith("/stream"):
         media = {siem.NDJSON: {"schema": {"type": "string"}}}
     else:

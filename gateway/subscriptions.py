@@ -17,6 +17,7 @@ ENTITY_SET = "subscriptions"
 READ_ONLY = frozenset({"id", "applicationId", "creatorId", "delivery"})
 ACCEPTED_AS_IS = {"latestSupportedTlsVersion": "v1_2", "includeResourceData": False}  # what Graph SDKs send
 NULL_WHEN_EMPTY = frozenset({"clientState", "applicationId"})
+NOT_GRAPH = frozenset({"delivery"})  # shown as the annotation @epm.delivery
 
 
 def _stub(request: web.Request) -> pb_grpc.SubscriptionServiceStub:
@@ -24,7 +25,7 @@ def _stub(request: web.Request) -> pb_grpc.SubscriptionServiceStub:
 
 
 def _json(subscription: pb.Subscription) -> dict:
-    body = graphjson.to_json(subscription, "subscription", NULL_WHEN_EMPTY, skip=frozenset({"delivery"}))
+    body = graphjson.to_json(subscription, "subscription", NULL_WHEN_EMPTY, skip=NOT_GRAPH)
     body["@epm.delivery"] = {k: v for k, v in graphjson.to_json(subscription.delivery).items()
                              if k != "@odata.type"}
     return body

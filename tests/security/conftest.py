@@ -32,6 +32,7 @@ from gateway import (
     elevation_requests,
     elevations,
     managed_devices,
+    metadata,
     reputation,
     role_assignments,
     siem,
@@ -207,10 +208,12 @@ ID_OF = {
 
 
 def gateway_routes(settings) -> list[Route]:
-    """Every route under /beta and /support, read from the app's router: a new route is covered as it is added."""
+    """Every route under /beta and /support, read from the app's router: a new route is covered as it is added.
+    But $metadata and the service document, which Graph serves to anyone (metadata.ANONYMOUS: those two only)."""
     app = create_app(settings)
     return [Route(r.method, r.resource.canonical, r.handler) for r in app.router.routes()
-            if r.method != "HEAD" and r.resource.canonical.startswith(("/beta/", support.PREFIX))]
+            if r.method != "HEAD" and r.resource.canonical.startswith(("/beta/", support.PREFIX))
+            and r.resource.canonical not in metadata.ANONYMOUS]
 
 
 def fill(route: Route, world: World) -> list[str]:

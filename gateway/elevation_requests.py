@@ -34,6 +34,8 @@ SERVER_SET = frozenset({
     "reviewerJustification"})
 NO_CORRELATION = "00000000-0000-0000-0000-000000000000"  # Guid.Empty: a change no request caused (expiry)
 NOT_GRAPH = frozenset({"etag", "reputation"})
+# What $search looks in: what a reviewer searches by
+SEARCHABLE = ("applicationDetail/fileName", "requestedByUserPrincipalName", "deviceName", "requestJustification")
 ACTIONS = {"approve": "ApproveElevationRequest", "deny": "DenyElevationRequest", "revoke": "RevokeElevationRequest"}
 
 
@@ -83,12 +85,12 @@ async def create(request: web.Request) -> web.Response:
 
 async def list_(request: web.Request) -> web.Response:
     return await list_collection(request, _stub(request).ListElevationRequests, pb.ListElevationRequestsRequest,
-                                 "elevation_requests", _json, ENTITY_SET, PROPERTIES)
+                                 "elevation_requests", _json, ENTITY_SET, PROPERTIES, SEARCHABLE)
 
 
 async def count(request: web.Request) -> web.Response:
     return await count_collection(request, _stub(request).CountElevationRequests, pb.CountElevationRequestsRequest,
-                                  PROPERTIES)
+                                  PROPERTIES, SEARCHABLE)
 
 
 async def get(request: web.Request) -> web.Response:

@@ -557,6 +557,8 @@ class _Compiler:
         (tolower(deviceName)) a Field of the function's SQL and result type."""
         if isinstance(node, Property):
             return self.field(node), node.name
+        if is_condition(node):
+            raise ODataError(f"{node.name}() at position {node.pos} is a condition, not a value.")
         function = FUNCTIONS[node.name]
         arg = self.argument(node, node.args[0], function.args[0])
         column = f"NULLIF({arg.column}, '')" if arg.empty_is_null else arg.column  # '' is null: so is f('')

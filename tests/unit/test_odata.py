@@ -367,6 +367,8 @@ def test_value_functions_compile_with_bound_literals(text, expected):
     ("not tolower(deviceName)", "is a value, not a condition"),
     ("tolower(deviceName) eq tolower(hash)", "Comparing two properties ('tolower(deviceName)' eq 'tolower(hash)')"),
     ("tolower(deviceName) gt true", "does not fit the string property 'tolower(deviceName)'"),
+    ("contains(deviceName, 'a') in ('x')", "contains() at position 0 is a condition, not a value"),
+    ("contains(deviceName, 'a') has 1", "contains() at position 0 is a condition, not a value"),
 ])
 def test_value_function_errors(text, named):
     assert named in error(text)

@@ -38,6 +38,7 @@ FIELDS = {**ODATA_FIELDS, "applicationDetail/fileName": Field("file_name", "stri
 PIECES = ["(", ")", " ", ",", "'", "''", "not", "and", "or", "eq", "ne", "gt", "le", "in", "has", "add", "true",
           "null", "NOT", "deviceName", "hash", "elevationType", "result", "eventDateTime", "systemInitiatedElevation",
           "applicationDetail/fileName", "contains", "startswith", "tolower", "length", "year", "date",
+          "contains(deviceName, 'a')",
           "foo", "'a'", "'%_\\'", "1", "-", "-1", "2147483648", "99999999999999999999", "2026-02-30",
           "2026-01-31T08:00Z", "2026-01-31T25:00:00+99:99", "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
           "microsoft.graph.elevationType'zeroTouchElevation'",

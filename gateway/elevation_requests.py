@@ -43,6 +43,8 @@ SERVER_SET = frozenset({
 NO_CORRELATION = "00000000-0000-0000-0000-000000000000"  # Guid.Empty: a change no request caused (expiry)
 NOT_GRAPH = frozenset({"etag", "reputation"})
 WRITABLE = frozenset({"request_justification"})
+# What $search looks in: what a reviewer searches by
+SEARCHABLE = ("applicationDetail/fileName", "requestedByUserPrincipalName", "deviceName", "requestJustification")
 ACTIONS = {"approve": "ApproveElevationRequest", "deny": "DenyElevationRequest", "revoke": "RevokeElevationRequest"}
 
 
@@ -104,12 +106,12 @@ async def list_(request: web.Request, context: str = ENTITY_SET) -> web.Response
     to_json = functools.partial(_json, new_members=unknown_members(request))
     return _honoured(request, await list_collection(
         request, _stub(request).ListElevationRequests, pb.ListElevationRequestsRequest, "elevation_requests",
-        to_json, context, PROPERTIES))
+        to_json, context, PROPERTIES, SEARCHABLE))
 
 
 async def count(request: web.Request) -> web.Response:
     return await count_collection(request, _stub(request).CountElevationRequests, pb.CountElevationRequestsRequest,
-                                  PROPERTIES)
+                                  PROPERTIES, SEARCHABLE)
 
 
 async def _get(request: web.Request) -> pb.ElevationRequest:

@@ -31,6 +31,7 @@ ENTITY_SET = "deviceManagement/privilegeManagementElevations"
 TYPE = "privilegeManagementElevation"
 NULL_WHEN_EMPTY = frozenset({"justification"})
 PROPERTIES = frozenset(f.json_name for f in pb.ElevationEvent.DESCRIPTOR.fields)
+SEARCHABLE = ("filePath", "upn", "deviceName")  # what $search looks in (the file path holds its name)
 INGEST_MAX = 1000  # events per POST …/ingest: one batch, one transaction
 KEY = frozenset({"id", "deviceId", "eventDateTime"})  # what identifies an event: never changed
 WRITABLE = frozenset(f.name for f in pb.ElevationEvent.DESCRIPTOR.fields if f.json_name not in KEY)
@@ -86,12 +87,12 @@ async def ingest(request: web.Request) -> web.Response:
 
 async def list_(request: web.Request) -> web.Response:
     return await list_collection(request, _stub(request).ListElevationEvents, pb.ListElevationEventsRequest,
-                                 "events", _json, ENTITY_SET, PROPERTIES)
+                                 "events", _json, ENTITY_SET, PROPERTIES, SEARCHABLE)
 
 
 async def count(request: web.Request) -> web.Response:
     return await count_collection(request, _stub(request).CountElevationEvents, pb.CountElevationEventsRequest,
-                                  PROPERTIES)
+                                  PROPERTIES, SEARCHABLE)
 
 
 async def summary(request: web.Request) -> web.Response:

@@ -186,25 +186,30 @@ def count_reply(count: int) -> web.Response:
     return web.Response(text=str(count), content_type="text/plain")
 
 
-LIST_OPTIONS = frozenset({"filter", "orderby", "top", "skip", "skiptoken", "count", "select"})
+LIST_OPTIONS = frozenset({"filter", "orderby", "top", "skip", "skiptoken", "count", "select", "search"})
 
 
 async def list_collection(request: web.Request, rpc, request_type, items: str, to_json, entity_set: str,
-                          properties: frozenset[str]) -> web.Response:
-    """GET on a collection: OData options -> a List RPC (AIP-style request fields) -> a Graph collection. Prefer:
+                          properties: frozenset[str], searchable: tuple[str, ...] = ()) -> web.Response:
+    """GET on a collection: OData options -> a List RPC (AIP-style request fields) -> a Graph collection.
+    $search runs over the `searchable` properties; a $top above a page pages on until it is reached; Prefer:
     odata.maxpagesize=N bounds the page as $top does (the smaller wins)."""
-    options = query.parse(request.query, LIST_OPTIONS, properties)
+    options = query.parse(request.query, LIST_OPTIONS, properties, top_limit=query.TOP_LIMIT)
+    window = query.window(options)
     preferred = page_size_preferred(request)
-    size = min(filter(None, (options.top, preferred)), default=0)  # 0: the service's default
     page = await rpc(request_type(
-        filter=options.filter, order_by=options.orderby, page_size=size, page_token=options.skiptoken,
-        skip=options.skip, include_total_size=options.count), **call_options(request))
-    response = reply(collection_body(request, entity_set, [to_json(m) for m in getattr(page, items)], options,
-                                     page.next_page_token, page.total_size))
+        filter=query.search_filter(options, request.headers, searchable), order_by=options.orderby,
+        page_size=min(filter(None, (window.size, preferred)), default=0),  # 0: the service's default
+        page_token=window.token, skip=options.skip, include_total_size=options.count), **call_options(request))
+    entities = [to_json(m) for m in getattr(page, items)]
+    response = reply(collection_body(request, entity_set, entities, options,
+                                     window.next_token(len(entities), page.next_page_token), page.total_size))
     return applied(response, f"{MAX_PAGE_SIZE}={preferred}" if preferred else "")
 
 
-async def count_collection(request: web.Request, rpc, request_type, properties: frozenset[str]) -> web.Response:
-    """GET on a collection's /$count: $filter -> a Count RPC -> the bare number."""
-    options = query.parse(request.query, frozenset({"filter"}), properties)
-    return count_reply((await rpc(request_type(filter=options.filter), **call_options(request))).count)
+async def count_collection(request: web.Request, rpc, request_type, properties: frozenset[str],
+                           searchable: tuple[str, ...] = ()) -> web.Response:
+    """GET on a collection's /$count: $filter and $search -> a Count RPC -> the bare number."""
+    options = query.parse(request.query, frozenset({"filter", "search"}), properties)
+    filter = query.search_filter(options, request.headers, searchable)
+    return count_reply((await rpc(request_type(filter=filter), **call_options(request))).count)

@@ -43,6 +43,7 @@ ROLES, PIM, SEC, SUB, MMD = role_assignments.PATH, role_assignments.ROLES_PATH, 
 # Collections whose members are also addressed with OData key syntax (graph.member): .../x('{id}'), .../x({id})
 KEY_SYNTAX = (ELEV, REQ, AUDIT, ROLES, PIM, DEV, SUB)
 LIST = ("filter", "select", "orderby", "top", "skip", "count", "skiptoken")
+SEARCHED = (*LIST, "search")  # lists with $search (gateway/query.py search_filter)
 NULLABLE_STRING = {"type": ["string", "null"]}
 
 
@@ -134,16 +135,16 @@ ROUTES: list[tuple[str, str, str, tuple[str, ...], dict | None, int, str]] = [
     ("POST", ELEV, "Report an elevation event.", (), message(events_pb.ElevationEvent.DESCRIPTOR,
                                                               ("deviceId", "eventDateTime"), READ_ONLY_EVENT), 201, ""),
     ("POST", ELEV + "/ingest", "Report up to 1000 elevation events in one batch (extension).", (), INGEST, 200, ""),
-    ("GET", ELEV, "List elevation events.", LIST, None, 200, ""),
-    ("GET", ELEV + "/$count", "Count elevation events.", ("filter",), None, 200, ""),
+    ("GET", ELEV, "List elevation events.", SEARCHED, None, 200, ""),
+    ("GET", ELEV + "/$count", "Count elevation events.", ("filter", "search"), None, 200, ""),
     ("GET", ELEV + "/summary", "Report counts (extension).", ("filter", "top"), None, 200, ""),
     ("GET", ELEV + "/{id}", "Get an elevation event.", ("select",), None, 200, ""),
     ("PATCH", ELEV + "/{id}", "Change an elevation event; its key (id, deviceId, eventDateTime) may come along "
      "unchanged.", (), message(events_pb.ElevationEvent.DESCRIPTOR), 200, "409"),
     ("DELETE", ELEV + "/{id}", "Delete an elevation event.", (), None, 204, ""),
     ("POST", REQ, "Ask for an elevation.", (), REQUEST, 201, "409"),
-    ("GET", REQ, "List elevation requests.", LIST, None, 200, ""),
-    ("GET", REQ + "/$count", "Count elevation requests.", ("filter",), None, 200, ""),
+    ("GET", REQ, "List elevation requests.", SEARCHED, None, 200, ""),
+    ("GET", REQ + "/$count", "Count elevation requests.", ("filter", "search"), None, 200, ""),
     ("GET", REQ + "/{id}", "Get an elevation request.", ("select",), None, 200, ""),
     ("PATCH", REQ + "/{id}", "Change requestJustification while pending (If-Match optional); the other "
      "properties may come along unchanged.", (),
@@ -217,6 +218,8 @@ OPTIONS = {
     "skip": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
     "count": {"type": "boolean", "description": "Include @odata.count."},
     "skiptoken": {"type": "string", "description": "From @odata.nextLink."},
+    "search": {"type": "string", "description": 'Quoted terms joined by AND / OR, e.g. "git" or "upn:adele"; '
+               "needs the header ConsistencyLevel: eventual."},
 }
 PLAIN = {  # query parameters that are not OData options
     "fileName": {"type": "string"}, "filePath": {"type": "string"},

@@ -16,10 +16,10 @@ MAX_LENGTH = 4096
 MAX_DEPTH = 50
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
-FIELD_TYPES = ("string", "enum", "datetime", "int", "bool")
+FIELD_TYPES = ("string", "enum", "datetime", "date", "int", "bool")
 COMPARISONS = ("eq", "ne", "gt", "ge", "lt", "le")
-UNSUPPORTED_OPERATORS = ("has", "add", "sub", "mul", "div", "divby", "mod")
-KEYWORDS = frozenset(("and", "or", "not", "in", *COMPARISONS, *UNSUPPORTED_OPERATORS))
+UNSUPPORTED_OPERATORS = ("add", "sub", "mul", "div", "divby", "mod")
+KEYWORDS = frozenset(("and", "or", "not", "in", "has", *COMPARISONS, *UNSUPPORTED_OPERATORS))
 LITERAL_WORDS = {"true": ("bool", True), "false": ("bool", False), "null": ("null", None)}
 LIKE_PATTERNS = {"startswith": "{}%", "endswith": "%{}", "contains": "%{}%"}
 
@@ -43,6 +43,26 @@ class Field:
     def __post_init__(self):
         if self.type not in FIELD_TYPES:
             raise ValueError(f"Unknown field type {self.type!r}")
+
+
+@dataclass(frozen=True)
+class Function:
+    args: tuple[str, ...]  # the argument types ("literal": a string literal)
+    result: str  # a FIELD_TYPES type, or "condition"
+    sql: str  # template over the arguments' SQL ({0}, {1})
+
+
+_UTC = "({0} AT TIME ZONE 'UTC')"
+FUNCTIONS = {
+    **{name: Function(("string", "literal"), "condition", "lower({0}) LIKE lower({1}) ESCAPE '\\'")
+       for name in LIKE_PATTERNS},
+    "tolower": Function(("string",), "string", "lower({0})"),
+    "toupper": Function(("string",), "string", "upper({0})"),
+    "length": Function(("string",), "int", "char_length({0})"),
+    **{name: Function(("datetime",), "int", f"EXTRACT({name.upper()} FROM {_UTC})::integer")
+       for name in ("year", "month", "day", "hour", "minute")},
+    "date": Function(("datetime",), "date", f"{_UTC}::date"),
+}
 
 
 # --- AST ---------------------------------------------------------------------------------------------
@@ -97,7 +117,14 @@ class Not:
 
 
 Node = Property | Literal | Call | Compare | In | Logical | Not
-CONDITIONS = (Call, Compare, In, Logical, Not)  # nodes that are boolean by construction
+VALUES = (Property, Call)  # nodes that read a row: a property, or a function of one
+
+
+def is_condition(node: Node) -> bool:
+    """Boolean by construction: a comparison, and/or/not, or a call of contains() and its kind."""
+    if isinstance(node, Call):
+        return FUNCTIONS[node.name].result == "condition"
+    return isinstance(node, (Compare, In, Logical, Not))
 
 
 # --- tokens ------------------------------------------------------------------------------------------
@@ -115,6 +142,7 @@ class _Token:
 _NAME = re.compile(r"[A-Za-z_]\w*(?:[./][A-Za-z_]\w*)*", re.ASCII)
 _RUN = re.compile(r"[\w.:+-]+", re.ASCII)  # an unquoted literal extends over these characters
 _INT = re.compile(r"-?[0-9]+")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 _DATETIME = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
@@ -256,7 +284,7 @@ class _Parser:
         token = self._peek()
         if token.kind != "name":
             return left
-        if token.text in COMPARISONS:
+        if token.text in COMPARISONS or token.text == "has":
             self._next()
             return Compare(token.text, left, self._unary(), token.pos)
         if token.text == "in":
@@ -292,7 +320,7 @@ class _Parser:
         raise self._unexpected(token, "a property, literal, function or '('")
 
     def _call(self, name: _Token) -> Call:
-        if name.text not in LIKE_PATTERNS:
+        if name.text not in FUNCTIONS:
             raise _syntax_error(name.pos, f"unknown function '{name.text}'")
         self._enter(self._next())
         args = [] if self._peek().kind == ")" else [self._operand()]
@@ -300,8 +328,10 @@ class _Parser:
             args.append(self._operand())
         self._expect(")", "',' or ')'")
         self.depth -= 1
-        if len(args) != 2:
-            raise _syntax_error(name.pos, f"function '{name.text}' takes 2 arguments but {len(args)} were given")
+        arity = len(FUNCTIONS[name.text].args)
+        if len(args) != arity:
+            raise _syntax_error(name.pos, f"function '{name.text}' takes {arity} argument{'s' * (arity > 1)} "
+                                          f"but {len(args)} {'was' if len(args) == 1 else 'were'} given")
         return Call(name.text, tuple(args), name.pos)
 
     def _in_list(self, in_token: _Token) -> tuple[Literal, ...]:
@@ -372,7 +402,7 @@ def _literal(token: _Token) -> Literal:
 
 
 def _case_hint(word: str) -> str:
-    known = KEYWORDS | LITERAL_WORDS.keys() | LIKE_PATTERNS.keys()
+    known = KEYWORDS | LITERAL_WORDS.keys() | FUNCTIONS.keys()
     if word != word.lower() and word.lower() in known:
         return f" ('{word.lower()}' must be written in lowercase)"
     return ""
@@ -427,8 +457,10 @@ class _Compiler:
             return self.comparison(node)
         if isinstance(node, In):
             return self.membership(node)
-        if isinstance(node, Call):
+        if isinstance(node, Call) and is_condition(node):
             return self.call(node)
+        if isinstance(node, Call):
+            raise ODataError(f"{node.name}() at position {node.pos} is a value, not a condition: compare it.")
         if isinstance(node, Property):
             return self.boolean_property(node)
         if node.kind == "bool":
@@ -450,68 +482,96 @@ class _Compiler:
 
     def comparison(self, node: Compare) -> str:
         op, left, right = node.op, node.left, node.right
-        if isinstance(left, CONDITIONS) or isinstance(right, CONDITIONS):
+        if op == "has":
+            return self.has(node)
+        if is_condition(left) or is_condition(right):
             return self.condition_comparison(node)
-        if isinstance(left, Literal) and isinstance(right, Property):
+        if isinstance(left, Literal) and isinstance(right, VALUES):
             op, left, right = FLIPPED[op], right, left
-        if isinstance(left, Property) and isinstance(right, Literal):
+        if isinstance(left, VALUES) and isinstance(right, Literal):
             return self.field_comparison(left, op, right)
-        if isinstance(left, Property) and isinstance(right, Property):
-            self.field(left)  # an unknown property is the better message
-            self.field(right)
-            raise ODataError(f"Comparing two properties ('{left.name}' {op} '{right.name}') is not supported.")
+        if isinstance(left, VALUES) and isinstance(right, VALUES):
+            (_, left_name), (_, right_name) = self.operand(left), self.operand(right)  # unknown ones first
+            raise ODataError(f"Comparing two properties ('{left_name}' {op} '{right_name}') is not supported.")
         raise ODataError(f"The '{op}' at position {node.pos} must compare a property with a literal.")
+
+    def has(self, node: Compare) -> str:
+        """`flags has member`: no enum of these resources is a flags enum in Graph's metadata, so always a 400."""
+        if not isinstance(node.left, VALUES):
+            raise ODataError(f"The left side of 'has' at position {node.pos} must be a property.")
+        field, name = self.operand(node.left)
+        if field.type == "enum":
+            raise ODataError(f"The property '{name}' is not a flags enum, so 'has' cannot be used with it; "
+                             "use 'eq' or 'in'.")
+        raise ODataError(f"'has' needs a flags enum property but '{name}' is of type {field.type}.")
 
     def condition_comparison(self, node: Compare) -> str:
         """`condition eq true`, `startswith(...) eq false` and the like."""
-        cond, other = (node.left, node.right) if isinstance(node.left, CONDITIONS) else (node.right, node.left)
+        cond, other = (node.left, node.right) if is_condition(node.left) else (node.right, node.left)
         sql = self.nested(cond)
         if not (isinstance(other, Literal) and other.kind == "bool" and node.op in ("eq", "ne")):
             raise ODataError(f"The condition compared by '{node.op}' at position {node.pos} "
                              "can only be compared with true or false using 'eq' or 'ne'.")
         return sql if other.value == (node.op == "eq") else f"NOT COALESCE({sql}, FALSE)"
 
-    def field_comparison(self, prop: Property, op: str, literal: Literal) -> str:
-        field = self.field(prop)
+    def field_comparison(self, value_node: Node, op: str, literal: Literal) -> str:
+        field, name = self.operand(value_node)
         if literal.kind == "null":
-            return self.null_comparison(prop, field, op)
+            return self.null_comparison(name, field, op)
         if op not in ("eq", "ne") and field.type in ("bool", "enum"):
-            raise ODataError(f"The operator '{op}' cannot be used with the {field.type} property '{prop.name}'.")
-        column, (value,) = _folded(field, [_value(prop.name, field, literal)])
+            raise ODataError(f"The operator '{op}' cannot be used with the {field.type} property '{name}'.")
+        column, (value,) = _folded(field, [_value(name, field, literal)])
         if field.equals and op in ("eq", "ne"):  # an allowlisted member: its SQL is constant
             return field.equals(value) if op == "eq" else f"NOT ({field.equals(value)})"
         return f"{column} {SQL_OPERATORS[op]} {self.bind(value)}"
 
-    def null_comparison(self, prop: Property, field: Field, op: str) -> str:
+    def null_comparison(self, name: str, field: Field, op: str) -> str:
         if op not in ("eq", "ne"):
-            raise ODataError(f"null can only be compared with 'eq' or 'ne', not '{op}' (property '{prop.name}').")
+            raise ODataError(f"null can only be compared with 'eq' or 'ne', not '{op}' (property '{name}').")
         if field.empty_is_null:
             return f"{field.column} {'=' if op == 'eq' else '<>'} ''"
         return f"{field.column} {'IS NULL' if op == 'eq' else 'IS NOT NULL'}"
 
     def membership(self, node: In) -> str:
-        prop = node.operand
-        if not isinstance(prop, Property):
+        if not isinstance(node.operand, VALUES):
             raise ODataError(f"The left side of 'in' at position {node.pos} must be a property.")
-        field = self.field(prop)
+        field, name = self.operand(node.operand)
         if any(value.kind == "null" for value in node.values):
-            raise ODataError(f"null is not allowed in the 'in' list for property '{prop.name}'.")
-        column, values = _folded(field, [_value(prop.name, field, value) for value in node.values])
+            raise ODataError(f"null is not allowed in the 'in' list for property '{name}'.")
+        column, values = _folded(field, [_value(name, field, value) for value in node.values])
         if field.equals:
             return "(" + " OR ".join(field.equals(value) for value in values) + ")"
         return f"{column} IN ({', '.join(self.bind(value) for value in values)})"
 
     def call(self, node: Call) -> str:
-        prop, literal = node.args
-        if not isinstance(prop, Property):
-            raise ODataError(f"The first argument of {node.name}() at position {node.pos} must be a property.")
-        field = self.field(prop)
-        if field.type != "string":
-            raise ODataError(f"{node.name}() needs a string property but '{prop.name}' is of type {field.type}.")
+        """contains(), startswith(), endswith(): a string value LIKE a pattern from a literal."""
+        column = self.argument(node, node.args[0], "string").column
+        literal = node.args[1]
         if not (isinstance(literal, Literal) and literal.kind in ("string", "guid")):
             raise ODataError(f"The second argument of {node.name}() at position {node.pos} must be a string literal.")
         pattern = LIKE_PATTERNS[node.name].format(_escape_like(literal.value))
-        return f"lower({field.column}) LIKE lower({self.bind(pattern)}) ESCAPE '\\'"
+        return FUNCTIONS[node.name].sql.format(column, self.bind(pattern))
+
+    def operand(self, node: Node) -> tuple[Field, str]:
+        """The Field a value reads and its name for messages: a property's own, or for a function of one
+        (tolower(deviceName)) a Field of the function's SQL and result type."""
+        if isinstance(node, Property):
+            return self.field(node), node.name
+        if is_condition(node):
+            raise ODataError(f"{node.name}() at position {node.pos} is a condition, not a value.")
+        function = FUNCTIONS[node.name]
+        arg = self.argument(node, node.args[0], function.args[0])
+        column = f"NULLIF({arg.column}, '')" if arg.empty_is_null else arg.column  # '' is null: so is f('')
+        return Field(function.sql.format(column), function.result), _name(node)
+
+    def argument(self, call: Call, arg: Node, wanted: str) -> Field:
+        """The Field of a function's value argument, checked to be of the `wanted` type."""
+        if not isinstance(arg, VALUES) or is_condition(arg):
+            raise ODataError(f"The first argument of {call.name}() at position {call.pos} must be a property.")
+        field, name = self.operand(arg)
+        if field.type != wanted:
+            raise ODataError(f"{call.name}() needs a {wanted} property but '{name}' is of type {field.type}.")
+        return field
 
     def field(self, prop: Property) -> Field:
         field = self.fields.get(prop.name)
@@ -522,6 +582,10 @@ class _Compiler:
     def bind(self, value) -> str:
         self.params.append(value)
         return f"${self.offset + len(self.params)}"
+
+
+def _name(node: Node) -> str:
+    return node.name if isinstance(node, Property) else f"{node.name}({_name(node.args[0])})"
 
 
 def _value(name: str, field: Field, literal: Literal):
@@ -544,6 +608,11 @@ def _value(name: str, field: Field, literal: Literal):
         if value is not None:
             return value
         raise ODataError(f"{_shorten(literal.text)} is not a valid date/time for the property '{name}'.")
+    if field.type == "date" and kind in ("datetime", "string"):
+        text = literal.text if kind == "datetime" else value
+        if _DATE.fullmatch(text) and (value := _parse_datetime(text)) is not None:
+            return value.date()
+        raise ODataError(f"{_shorten(literal.text)} is not a valid date (YYYY-MM-DD) for '{name}'.")
     raise ODataError(f"The literal {_shorten(literal.text)} does not fit the {field.type} property '{name}'.")
 
 

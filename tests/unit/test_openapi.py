@@ -42,6 +42,6 @@ def test_bodies_follow_the_protos_and_errors_are_graphs():
     assert "zeroTouchElevation" in elevation_type["enum"]
     listing = paths["/beta/deviceManagement/elevationRequests"]["get"]
     assert {p["name"] for p in listing["parameters"]} == {
-        "$filter", "$select", "$orderby", "$top", "$skip", "$count", "$skiptoken"}
+        "$filter", "$select", "$orderby", "$top", "$skip", "$count", "$skiptoken", "$search"}
     assert listing["responses"]["400"]["content"]["application/json"]["schema"]["$ref"].endswith("/GraphError")
     assert "security" in paths["/healthz"]["get"] and paths["/healthz"]["get"]["security"] == []

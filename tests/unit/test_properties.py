@@ -37,7 +37,8 @@ FIELDS = {**ODATA_FIELDS, "applicationDetail/fileName": Field("file_name", "stri
 
 PIECES = ["(", ")", " ", ",", "'", "''", "not", "and", "or", "eq", "ne", "gt", "le", "in", "has", "add", "true",
           "null", "NOT", "deviceName", "hash", "elevationType", "result", "eventDateTime", "systemInitiatedElevation",
-          "applicationDetail/fileName", "contains", "startswith",
+          "applicationDetail/fileName", "contains", "startswith", "tolower", "length", "year", "date",
+          "contains(deviceName, 'a')",
           "foo", "'a'", "'%_\\'", "1", "-", "-1", "2147483648", "99999999999999999999", "2026-02-30",
           "2026-01-31T08:00Z", "2026-01-31T25:00:00+99:99", "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
           "microsoft.graph.elevationType'zeroTouchElevation'",
@@ -88,6 +89,7 @@ def comparisons(draw) -> tuple[str, list]:
     field = FIELDS[name]
     if field.type == "string":
         value = draw(strings)
+        name = draw(st.sampled_from([name, f"tolower({name})", f"toupper(tolower({name}))"]))
         kind = draw(st.sampled_from(["eq", "ne", "gt", "contains", "startswith", "endswith", "in"]))
         if kind in odata.LIKE_PATTERNS:
             return f"{kind}({name}, {_quoted(value)})", [value]
@@ -125,7 +127,7 @@ def expressions(draw, depth: int = 3) -> tuple[str, list]:
 
 COLUMNS = sorted({f.column for f in FIELDS.values()}, key=len, reverse=True)
 SQL_WORDS = {"AND", "OR", "NOT", "COALESCE", "FALSE", "TRUE", "IS", "DISTINCT", "FROM", "NULL", "IN", "LIKE",
-             "lower", "ESCAPE"}
+             "lower", "upper", "NULLIF", "ESCAPE"}
 SQL_TOKEN = re.compile(r"\s+|\$\d+|'\\'|''|[(),]|[=<>]+|[A-Za-z_]+")
 
 

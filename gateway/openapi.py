@@ -26,6 +26,7 @@ from . import (
     elevations,
     graph,
     graphjson,
+    intune_roles,
     managed_devices,
     query,
     reputation,
@@ -39,8 +40,9 @@ DM = "/beta/deviceManagement"
 REQ, ELEV, AUDIT, DEV = elevation_requests.PATH, elevations.PATH, elevation_requests.AUDIT_PATH, managed_devices.PATH
 ROLES, PIM, SEC, SUB, MMD = role_assignments.PATH, role_assignments.ROLES_PATH, reputation.SECURITY, \
     subscriptions.PATH, support.PATH
+RDEF, RASG = intune_roles.DEFINITIONS, intune_roles.ASSIGNMENTS
 # Collections whose members are also addressed with OData key syntax (graph.member): .../x('{id}'), .../x({id})
-KEY_SYNTAX = (ELEV, REQ, AUDIT, ROLES, PIM, DEV, SUB)
+KEY_SYNTAX = (ELEV, REQ, AUDIT, ROLES, PIM, DEV, SUB, RDEF, RASG)
 LIST = ("filter", "select", "orderby", "top", "skip", "count", "skiptoken")
 NULLABLE_STRING = {"type": ["string", "null"]}
 
@@ -115,6 +117,16 @@ BATCH = {"type": "object", "required": ["requests"], "additionalProperties": Fal
             "headers": {"type": "object", "additionalProperties": {"type": "string"}},
             "body": {"description": "JSON, or a string: base64."},
             "dependsOn": REQUEST_IDS, "depends_on": REQUEST_IDS}}}}}
+STRING_LIST = {"type": ["array", "null"], "items": {"type": "string"}}
+ROLE_ASSIGNMENT = {"type": "object", "additionalProperties": False, "properties": {
+    "@odata.type": {"enum": [f"{mark}microsoft.graph.{t}" for t in (intune_roles.ASSIGNMENT_TYPE, "roleAssignment")
+                             for mark in ("#", "")]},
+    **{name: NULLABLE_STRING for name in intune_roles.STRINGS}, **{name: STRING_LIST for name in intune_roles.LISTS},
+    **{name: {"description": "Ignored: set by the server."} for name in intune_roles.READ_ONLY},
+    intune_roles.BIND: {"type": "string", "description": "The URL of a role definition (fixed once created)."},
+    "roleDefinition": {"type": ["object", "null"], "properties": {"id": {"type": "string"}},
+                       "description": "The role definition, by id: the same as the binding."}}}
+ROLE_DEFINITION = {"type": "object", "description": "Refused: the built-in role definitions are the only ones."}
 INGEST = {"type": "object", "required": ["value"], "properties": {"value": {
     "type": "array", "minItems": 1, "maxItems": elevations.INGEST_MAX,
     "items": message(events_pb.ElevationEvent.DESCRIPTOR, ("deviceId", "eventDateTime"), READ_ONLY_EVENT)}}}
@@ -164,6 +176,24 @@ ROUTES: list[tuple[str, str, str, tuple[str, ...], dict | None, int, str]] = [
     ("POST", ROLES + "/{id}/makeEligible", "Make an assignment eligible.", (), EMPTY, 200, "409"),
     ("GET", PIM, "The built-in roles.", (), None, 200, ""),
     ("POST", PIM + "/{roleId}/selfActivate", "Activate an eligible role.", (), SELF_ACTIVATE, 200, "409"),
+    ("GET", RDEF, "Intune role definitions (the built-in roles).", LIST, None, 200, ""),
+    ("POST", RDEF, "Refused: custom role definitions are not supported.", (), ROLE_DEFINITION, 201, ""),
+    ("GET", RDEF + "/$count", "Count Intune role definitions.", ("filter",), None, 200, ""),
+    ("GET", RDEF + "/{roleDefinitionId}", "Get an Intune role definition.", ("select",), None, 200, ""),
+    ("PATCH", RDEF + "/{roleDefinitionId}", "Refused: built-in role definitions cannot be modified.", (),
+     ROLE_DEFINITION, 200, ""),
+    ("DELETE", RDEF + "/{roleDefinitionId}", "Refused: built-in role definitions cannot be modified.", (), None, 204,
+     ""),
+    ("GET", RASG, "Intune role assignments.", LIST, None, 200, ""),
+    ("POST", RASG, "Assign an Intune role to members (its rights as a PIM assignment's).", (), ROLE_ASSIGNMENT,
+     201, ""),
+    ("GET", RASG + "/$count", "Count Intune role assignments.", ("filter",), None, 200, ""),
+    ("GET", RASG + "/{id}", "Get an Intune role assignment.", ("select",), None, 200, ""),
+    ("PATCH", RASG + "/{id}", "Change an Intune role assignment (members, names, scopes).", (), ROLE_ASSIGNMENT,
+     200, ""),
+    ("DELETE", RASG + "/{id}", "Remove an Intune role assignment.", (), None, 204, ""),
+    ("GET", RASG + "/{id}/roleDefinition", "The role definition of an Intune role assignment.", ("select",), None,
+     200, ""),
     ("POST", SEC + "/fileReputations/analyze", "Analyze a described file.", (),
      message(reputation_pb.AnalyzeFileRequest.DESCRIPTOR), 200, ""),
     ("POST", SEC + "/fileReputations/lookup", "Feed data for many hashes.", (), LOOKUP, 200, ""),

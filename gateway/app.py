@@ -26,6 +26,7 @@ from . import (
     intune_roles,
     managed_devices,
     openapi,
+    provisioning,
     reputation,
     role_assignments,
     siem,
@@ -190,6 +191,7 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
     elevation_requests.add_routes(app)
     role_assignments.add_routes(app)
     intune_roles.add_routes(app)
+    provisioning.add_routes(app)
     reputation.add_routes(app)
     siem.add_routes(app)
     managed_devices.add_routes(app)

@@ -14,6 +14,7 @@ from aiohttp import web
 from epm.events.v1 import elevation_event_service_pb2 as events_pb
 from epm.reputation.v1 import file_reputation_service_pb2 as reputation_pb
 from epm.requests.v1 import managed_device_service_pb2 as devices_pb
+from epm.requests.v1 import provisioning_service_pb2 as provisioning_pb
 from epm.requests.v1 import subscription_service_pb2 as subscriptions_pb
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
@@ -28,6 +29,7 @@ from . import (
     graphjson,
     intune_roles,
     managed_devices,
+    provisioning,
     query,
     reputation,
     role_assignments,
@@ -194,6 +196,13 @@ ROUTES: list[tuple[str, str, str, tuple[str, ...], dict | None, int, str]] = [
     ("DELETE", RASG + "/{id}", "Remove an Intune role assignment.", (), None, 204, ""),
     ("GET", RASG + "/{id}/roleDefinition", "The role definition of an Intune role assignment.", ("select",), None,
      200, ""),
+    ("POST", provisioning.ENABLE, "Enable Endpoint Privilege Management for the tenant (recorded and audited; "
+     "nothing waits for it).", (), EMPTY, 204, ""),
+    ("GET", provisioning.STATUS, "The tenant's Endpoint Privilege Management provisioning status.", ("select",), None,
+     200, ""),
+    ("PATCH", provisioning.STATUS, "Takes the status as it is (licenseType notPaid, not onboarded to Microsoft "
+     "Managed Platform); a change is a 400.", (),
+     message(provisioning_pb.ProvisioningStatus.DESCRIPTOR, (), provisioning.NOT_GRAPH | {"id"}), 200, ""),
     ("POST", SEC + "/fileReputations/analyze", "Analyze a described file.", (),
      message(reputation_pb.AnalyzeFileRequest.DESCRIPTOR), 200, ""),
     ("POST", SEC + "/fileReputations/lookup", "Feed data for many hashes.", (), LOOKUP, 200, ""),
@@ -234,7 +243,7 @@ MINIMAL_PATCH = {("PATCH", REQ + "/{id}"), ("PATCH", ELEV + "/{id}")}
 # Actions whose body may be left out
 OPTIONAL_BODY = {("POST", REQ + "/{id}/{action}"), ("POST", REQ + "/{id}/analyze"), ("POST", ROLES),
                  ("POST", ROLES + "/{id}/makePermanent"), ("POST", ROLES + "/{id}/makeEligible"),
-                 ("POST", PIM + "/{roleId}/selfActivate")}
+                 ("POST", PIM + "/{roleId}/selfActivate"), ("POST", provisioning.ENABLE)}
 OPTIONS = {
     "filter": {"type": "string", "description": "OData $filter, e.g. status eq 'pending'."},
     "select": {"type": "string", "description": "Comma-separated property names."},

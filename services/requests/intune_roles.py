@@ -140,6 +140,17 @@ def _members(values) -> str:
     return ",".join(values)
 
 
+async def administrator(verifier: TokenVerifier, context, allowed) -> Principal:
+    """As for PIM writes: an application with one of the permissions `allowed`, or a user with one of them in an
+    administrator role."""
+    caller = await authorize(verifier, context.invocation_metadata(), allowed)
+    if caller.delegated and not caller.directory_roles & roles.ROLE_ADMINISTRATORS:
+        raise errors.RpcError(grpc.StatusCode.PERMISSION_DENIED, "NOT_A_ROLE_ADMINISTRATOR",
+                              "This takes the directory role Global Administrator, Privileged Role Administrator "
+                              "or Intune Administrator.")
+    return caller
+
+
 # --- servicer ----------------------------------------------------------------------------------------
 
 
@@ -153,13 +164,7 @@ class IntuneRoleServicer(pb_grpc.IntuneRoleServiceServicer):
         return await authorize(self.verifier, context.invocation_metadata(), allowed)
 
     async def _administrator(self, context) -> Principal:
-        """As for PIM writes: an application with the permission, or a user in an administrator role with it."""
-        caller = await self._caller(context, WRITE)
-        if caller.delegated and not caller.directory_roles & roles.ROLE_ADMINISTRATORS:
-            raise errors.RpcError(grpc.StatusCode.PERMISSION_DENIED, "NOT_A_ROLE_ADMINISTRATOR",
-                                  "Managing role assignments takes the directory role Global Administrator, "
-                                  "Privileged Role Administrator or Intune Administrator.")
-        return caller
+        return await administrator(self.verifier, context, WRITE)
 
     async def _audit(self, conn, caller: Principal, context, row, *, activity: str, operation: str,
                      old_state: str = "", new_state: str = "") -> None:

@@ -33,6 +33,7 @@ from gateway import (
     elevations,
     intune_roles,
     managed_devices,
+    provisioning,
     reputation,
     role_assignments,
     siem,
@@ -255,6 +256,7 @@ def body(route: Route, world: World):
         subscriptions.create: subscription_body(world.receiver_url, world.clock),
         subscriptions.update: {"clientState": "x"},
         intune_roles.create_assignment: intune_assignment(), intune_roles.update_assignment: {"description": "x"},
+        provisioning.update: {"licenseType": "notPaid"},
     }
     if route.handler in bodies:
         return bodies[route.handler]

@@ -80,11 +80,16 @@ def _bound_definition(body: dict) -> str | None:
     return None
 
 
-async def _assignment_body(request: web.Request) -> tuple[pb.IntuneRoleAssignment, list[str]]:
-    """The assignment a POST or PATCH body describes, and the Graph names of the properties it sets."""
+async def _object(request: web.Request) -> dict:
     body = await read_json(request)
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.")
+    return body
+
+
+async def _assignment_body(request: web.Request) -> tuple[pb.IntuneRoleAssignment, list[str]]:
+    """The assignment a POST or PATCH body describes, and the Graph names of the properties it sets."""
+    body = await _object(request)
     kind = body.get("@odata.type")
     if kind is not None and (not isinstance(kind, str) or kind.lstrip("#").removeprefix("microsoft.graph.") not in
                              (ASSIGNMENT_TYPE, "roleAssignment")):
@@ -127,14 +132,14 @@ async def get_definition(request: web.Request) -> web.Response:
 
 
 async def create_definition(request: web.Request) -> web.Response:
-    await read_json(request)
+    await _object(request)
     created = await _stub(request).CreateIntuneRoleDefinition(pb.CreateIntuneRoleDefinitionRequest(),
                                                               **call_options(request))  # refused: built-ins only
     return reply(entity_body(request, DEFINITION_SET, _definition_json(created)), status=201)
 
 
 async def update_definition(request: web.Request) -> web.Response:
-    await read_json(request)
+    await _object(request)
     updated = await _stub(request).UpdateIntuneRoleDefinition(  # refused: built-in ones cannot be modified
         pb.UpdateIntuneRoleDefinitionRequest(id=request.match_info["roleDefinitionId"]), **call_options(request))
     return reply(entity_body(request, DEFINITION_SET, _definition_json(updated)))

@@ -188,7 +188,7 @@ ROUTES: list[tuple[str, str, str, tuple[str, ...], dict | None, int, str]] = [
      ""),
     ("GET", RASG, "Intune role assignments.", LIST, None, 200, ""),
     ("POST", RASG, "Assign an Intune role to members (its rights as a PIM assignment's).", (), ROLE_ASSIGNMENT,
-     201, ""),
+     201, "404"),
     ("GET", RASG + "/$count", "Count Intune role assignments.", ("filter",), None, 200, ""),
     ("GET", RASG + "/{id}", "Get an Intune role assignment.", ("select",), None, 200, ""),
     ("PATCH", RASG + "/{id}", "Change an Intune role assignment (members, names, scopes).", (), ROLE_ASSIGNMENT,

@@ -23,9 +23,11 @@ from . import (
     elevation_requests,
     elevations,
     errors,
+    intune_roles,
     managed_devices,
     metadata,
     openapi,
+    provisioning,
     reputation,
     role_assignments,
     siem,
@@ -189,6 +191,8 @@ def create_app(settings: Settings, *, verifier: TokenVerifier | None = None) -> 
     elevations.add_routes(app)
     elevation_requests.add_routes(app)
     role_assignments.add_routes(app)
+    intune_roles.add_routes(app)
+    provisioning.add_routes(app)
     reputation.add_routes(app)
     siem.add_routes(app)
     managed_devices.add_routes(app)

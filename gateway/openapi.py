@@ -14,6 +14,7 @@ from aiohttp import web
 from epm.events.v1 import elevation_event_service_pb2 as events_pb
 from epm.reputation.v1 import file_reputation_service_pb2 as reputation_pb
 from epm.requests.v1 import managed_device_service_pb2 as devices_pb
+from epm.requests.v1 import provisioning_service_pb2 as provisioning_pb
 from epm.requests.v1 import subscription_service_pb2 as subscriptions_pb
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
@@ -26,7 +27,9 @@ from . import (
     elevations,
     graph,
     graphjson,
+    intune_roles,
     managed_devices,
+    provisioning,
     query,
     reputation,
     role_assignments,
@@ -40,8 +43,9 @@ DM = "/beta/deviceManagement"
 REQ, ELEV, AUDIT, DEV = elevation_requests.PATH, elevations.PATH, elevation_requests.AUDIT_PATH, managed_devices.PATH
 ROLES, PIM, SEC, SUB, MMD = role_assignments.PATH, role_assignments.ROLES_PATH, reputation.SECURITY, \
     subscriptions.PATH, support.PATH
+RDEF, RASG = intune_roles.DEFINITIONS, intune_roles.ASSIGNMENTS
 # Collections whose members are also addressed with OData key syntax (graph.member): .../x('{id}'), .../x({id})
-KEY_SYNTAX = (ELEV, REQ, AUDIT, ROLES, PIM, DEV, SUB)
+KEY_SYNTAX = (ELEV, REQ, AUDIT, ROLES, PIM, DEV, SUB, RDEF, RASG)
 LIST = ("filter", "select", "orderby", "top", "skip", "count", "skiptoken")
 SEARCHED = (*LIST, "search")  # lists with $search (gateway/query.py search_filter)
 NULLABLE_STRING = {"type": ["string", "null"]}
@@ -117,6 +121,16 @@ BATCH = {"type": "object", "required": ["requests"], "additionalProperties": Fal
             "headers": {"type": "object", "additionalProperties": {"type": "string"}},
             "body": {"description": "JSON, or a string: base64."},
             "dependsOn": REQUEST_IDS, "depends_on": REQUEST_IDS}}}}}
+STRING_LIST = {"type": ["array", "null"], "items": {"type": "string"}}
+ROLE_ASSIGNMENT = {"type": "object", "additionalProperties": False, "properties": {
+    "@odata.type": {"enum": [f"{mark}microsoft.graph.{t}" for t in (intune_roles.ASSIGNMENT_TYPE, "roleAssignment")
+                             for mark in ("#", "")]},
+    **{name: NULLABLE_STRING for name in intune_roles.STRINGS}, **{name: STRING_LIST for name in intune_roles.LISTS},
+    **{name: {"description": "Ignored: set by the server."} for name in intune_roles.READ_ONLY},
+    intune_roles.BIND: {"type": "string", "description": "The URL of a role definition (fixed once created)."},
+    "roleDefinition": {"type": ["object", "null"], "properties": {"id": {"type": "string"}},
+                       "description": "The role definition, by id: the same as the binding."}}}
+ROLE_DEFINITION = {"type": "object", "description": "Refused: the built-in role definitions are the only ones."}
 INGEST = {"type": "object", "required": ["value"], "properties": {"value": {
     "type": "array", "minItems": 1, "maxItems": elevations.INGEST_MAX,
     "items": message(events_pb.ElevationEvent.DESCRIPTOR, ("deviceId", "eventDateTime"), READ_ONLY_EVENT)}}}
@@ -169,6 +183,31 @@ ROUTES: list[tuple[str, str, str, tuple[str, ...], dict | None, int, str]] = [
     ("POST", ROLES + "/{id}/makeEligible", "Make an assignment eligible.", (), EMPTY, 200, "409"),
     ("GET", PIM, "The built-in roles.", (), None, 200, ""),
     ("POST", PIM + "/{roleId}/selfActivate", "Activate an eligible role.", (), SELF_ACTIVATE, 200, "409"),
+    ("GET", RDEF, "Intune role definitions (the built-in roles).", LIST, None, 200, ""),
+    ("POST", RDEF, "Refused: custom role definitions are not supported.", (), ROLE_DEFINITION, 201, ""),
+    ("GET", RDEF + "/$count", "Count Intune role definitions.", ("filter",), None, 200, ""),
+    ("GET", RDEF + "/{roleDefinitionId}", "Get an Intune role definition.", ("select",), None, 200, ""),
+    ("PATCH", RDEF + "/{roleDefinitionId}", "Refused: built-in role definitions cannot be modified.", (),
+     ROLE_DEFINITION, 200, ""),
+    ("DELETE", RDEF + "/{roleDefinitionId}", "Refused: built-in role definitions cannot be modified.", (), None, 204,
+     ""),
+    ("GET", RASG, "Intune role assignments.", LIST, None, 200, ""),
+    ("POST", RASG, "Assign an Intune role to members (its rights as a PIM assignment's).", (), ROLE_ASSIGNMENT,
+     201, "404"),
+    ("GET", RASG + "/$count", "Count Intune role assignments.", ("filter",), None, 200, ""),
+    ("GET", RASG + "/{id}", "Get an Intune role assignment.", ("select",), None, 200, ""),
+    ("PATCH", RASG + "/{id}", "Change an Intune role assignment (members, names, scopes).", (), ROLE_ASSIGNMENT,
+     200, ""),
+    ("DELETE", RASG + "/{id}", "Remove an Intune role assignment.", (), None, 204, ""),
+    ("GET", RASG + "/{id}/roleDefinition", "The role definition of an Intune role assignment.", ("select",), None,
+     200, ""),
+    ("POST", provisioning.ENABLE, "Enable Endpoint Privilege Management for the tenant (recorded and audited; "
+     "nothing waits for it).", (), EMPTY, 204, ""),
+    ("GET", provisioning.STATUS, "The tenant's Endpoint Privilege Management provisioning status.", ("select",), None,
+     200, ""),
+    ("PATCH", provisioning.STATUS, "Takes the status as it is (licenseType notPaid, not onboarded to Microsoft "
+     "Managed Platform); a change is a 400.", (),
+     message(provisioning_pb.ProvisioningStatus.DESCRIPTOR, (), provisioning.NOT_GRAPH | {"id"}), 200, ""),
     ("POST", SEC + "/fileReputations/analyze", "Analyze a described file.", (),
      message(reputation_pb.AnalyzeFileRequest.DESCRIPTOR), 200, ""),
     ("POST", SEC + "/fileReputations/lookup", "Feed data for many hashes.", (), LOOKUP, 200, ""),
@@ -209,7 +248,7 @@ MINIMAL_PATCH = {("PATCH", REQ + "/{id}"), ("PATCH", ELEV + "/{id}")}
 # Actions whose body may be left out
 OPTIONAL_BODY = {("POST", REQ + "/{id}/{action}"), ("POST", REQ + "/{id}/analyze"), ("POST", ROLES),
                  ("POST", ROLES + "/{id}/makePermanent"), ("POST", ROLES + "/{id}/makeEligible"),
-                 ("POST", PIM + "/{roleId}/selfActivate")}
+                 ("POST", PIM + "/{roleId}/selfActivate"), ("POST", provisioning.ENABLE)}
 OPTIONS = {
     "filter": {"type": "string", "description": "OData $filter, e.g. status eq 'pending'."},
     "select": {"type": "string", "description": "Comma-separated property names."},

@@ -43,6 +43,8 @@ from services.common.auth import mint
 NAMES = ("events", "requests", "reputation", "gateway")
 ALL_SCOPES = ("DeviceManagementConfiguration.ReadWrite.All", "DeviceManagementManagedDevices.ReadWrite.All")
 ROOT = Path(__file__).resolve().parent.parent
+# this checkout first, then what the tests run with (a worktree's own generated stubs, for a proto it adds)
+PYTHON_PATH = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
 
 
 def free_port() -> int:
@@ -103,7 +105,7 @@ class System:
             EPM_REQUESTS_PORT=str(self.ports["requests"]), EPM_REQUESTS_ADDR=addresses["requests"],
             EPM_REPUTATION_PORT=str(self.ports["reputation"]), EPM_REPUTATION_ADDR=addresses["reputation"],
             EPM_GATEWAY_PORT=str(self.ports["gateway"]), EPM_SHUTDOWN_GRACE="10", EPM_LOG_LEVEL="INFO",
-            PYTHONPATH=str(ROOT))
+            PYTHONPATH=PYTHON_PATH)
         self.env.update(env or {})
         self.processes: dict[str, subprocess.Popen] = {}
         self._logs: dict[str, Path] = {}
@@ -215,7 +217,7 @@ class EpmUp:
         self.directory = directory
         self.ports = {name: free_port() for name in NAMES}
         self.url = f"http://127.0.0.1:{self.ports['gateway']}"
-        self.env = dict(os.environ, EPM_DATA_DIR=str(directory / "data"), PYTHONPATH=str(ROOT),
+        self.env = dict(os.environ, EPM_DATA_DIR=str(directory / "data"), PYTHONPATH=PYTHON_PATH,
                         EPM_EVENTS_PORT=str(self.ports["events"]), EPM_REQUESTS_PORT=str(self.ports["requests"]),
                         EPM_REPUTATION_PORT=str(self.ports["reputation"]),
                         EPM_GATEWAY_PORT=str(self.ports["gateway"]), EPM_SHUTDOWN_GRACE="2",

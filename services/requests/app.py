@@ -13,8 +13,12 @@ from epm.requests.v1 import audit_feed_service_pb2 as audit_feed_pb
 from epm.requests.v1 import audit_feed_service_pb2_grpc as audit_feed_grpc
 from epm.requests.v1 import elevation_request_service_pb2 as pb
 from epm.requests.v1 import elevation_request_service_pb2_grpc as pb_grpc
+from epm.requests.v1 import intune_role_service_pb2 as intune_pb
+from epm.requests.v1 import intune_role_service_pb2_grpc as intune_grpc
 from epm.requests.v1 import managed_device_service_pb2 as devices_pb
 from epm.requests.v1 import managed_device_service_pb2_grpc as devices_grpc
+from epm.requests.v1 import provisioning_service_pb2 as provisioning_pb
+from epm.requests.v1 import provisioning_service_pb2_grpc as provisioning_grpc
 from epm.requests.v1 import role_assignment_service_pb2 as roles_pb
 from epm.requests.v1 import role_assignment_service_pb2_grpc as roles_grpc
 from epm.requests.v1 import subscription_service_pb2 as subscriptions_pb
@@ -32,8 +36,10 @@ from .audit_feed import AuditFeedServicer
 from .decisions import DecisionHub
 from .delivery import DELIVERY_SETTINGS, Deliverer
 from .devices import DeviceStore, ManagedDeviceServicer
+from .intune_roles import IntuneRoleServicer
 from .lifecycle import Policy
 from .notifications import DeliveryPolicy
+from .provisioning import ProvisioningServicer
 from .roles import RoleAssignmentServicer
 from .servicer import ElevationRequestServicer
 from .store import RequestStore
@@ -48,6 +54,8 @@ ROLES_SERVICE = roles_pb.DESCRIPTOR.services_by_name["RoleAssignmentService"].fu
 AUDIT_FEED_SERVICE = audit_feed_pb.DESCRIPTOR.services_by_name["AuditFeedService"].full_name
 DEVICES_SERVICE = devices_pb.DESCRIPTOR.services_by_name["ManagedDeviceService"].full_name
 SUPPORT_SERVICE = support_pb.DESCRIPTOR.services_by_name["SupportElevationService"].full_name
+INTUNE_ROLES_SERVICE = intune_pb.DESCRIPTOR.services_by_name["IntuneRoleService"].full_name
+PROVISIONING_SERVICE = provisioning_pb.DESCRIPTOR.services_by_name["ProvisioningService"].full_name
 SUBSCRIPTIONS_SERVICE = subscriptions_pb.DESCRIPTOR.services_by_name["SubscriptionService"].full_name
 SWEEP_INTERVAL = 30.0
 DELIVERY_CONCURRENCY = 4  # subscriptions delivered at once (each holds a connection of its own)
@@ -95,6 +103,10 @@ async def start(settings: Settings, address: str | None = None,
              support_servicer, server)),
          (ROLES_SERVICE, lambda server: roles_grpc.add_RoleAssignmentServiceServicer_to_server(roles_servicer,
                                                                                              server)),
+         (INTUNE_ROLES_SERVICE, lambda server: intune_grpc.add_IntuneRoleServiceServicer_to_server(
+             IntuneRoleServicer(pool, verifier, clock), server)),
+         (PROVISIONING_SERVICE, lambda server: provisioning_grpc.add_ProvisioningServiceServicer_to_server(
+             ProvisioningServicer(pool, verifier, clock), server)),
          (SUBSCRIPTIONS_SERVICE, lambda server: subscriptions_grpc.add_SubscriptionServiceServicer_to_server(
              subscriptions_servicer, server))],
         address or f"[::]:{settings.requests_port}", stopping=feeds.stopping,

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from services.cli import DEV_ADMIN, MANAGER_ROLE
-from tests.system import ROOT, EpmUp, drop_database, scratch_database
+from tests.system import PYTHON_PATH, ROOT, EpmUp, drop_database, scratch_database
 
 pytestmark = pytest.mark.slow
 
@@ -122,7 +122,7 @@ def test_no_runtime_dir_warning_reaches_the_user(tmp_path):
     """pgserver (the embedded PostgreSQL) asks platformdirs for XDG_RUNTIME_DIR on import, which warned on every
     command run outside a login session."""
     env = {k: v for k, v in os.environ.items() if k not in ("XDG_RUNTIME_DIR", "EPM_DATABASE_URL")}
-    env.update(EPM_DATA_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
+    env.update(EPM_DATA_DIR=str(tmp_path), PYTHONPATH=PYTHON_PATH)
     done = subprocess.run([sys.executable, "-m", "services.cli", "migrate"], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

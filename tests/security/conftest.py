@@ -31,8 +31,10 @@ from gateway import (
     batch,
     elevation_requests,
     elevations,
+    intune_roles,
     managed_devices,
     metadata,
+    provisioning,
     reputation,
     role_assignments,
     siem,
@@ -49,8 +51,9 @@ from ..receiver import Receiver
 MANAGER = "7f2d6a3c-0b1e-4c5d-9e8f-100000000001"  # Endpoint Privilege Manager: view + modify
 READER = "7f2d6a3c-0b1e-4c5d-9e8f-100000000002"   # Endpoint Privilege Reader: view
 ROLE_WRITE, ROLE_READ = "RoleManagement.ReadWrite.Directory", "RoleManagement.Read.Directory"
-EVERYTHING = (CONFIG_WRITE, DEVICES_WRITE, ROLE_WRITE, MMD_SUPPORT)  # every family's write permission
-READ_ONLY = (CONFIG_READ, DEVICES_READ, ROLE_READ, MMD_DEVICE_READ)  # every family's read permission
+RBAC_WRITE, RBAC_READ = "DeviceManagementRBAC.ReadWrite.All", "DeviceManagementRBAC.Read.All"
+EVERYTHING = (CONFIG_WRITE, DEVICES_WRITE, ROLE_WRITE, RBAC_WRITE, MMD_SUPPORT)  # every family's write permission
+READ_ONLY = (CONFIG_READ, DEVICES_READ, ROLE_READ, RBAC_READ, MMD_DEVICE_READ)  # every family's read permission
 USER_SCOPES = (CONFIG_WRITE, DEVICES_WRITE)  # what a signed-in requester or reviewer holds
 DEVICE_NAME = "SEC-01"
 
@@ -204,6 +207,7 @@ ID_OF = {
     elevations.PATH: "elevation", elevation_requests.PATH: "request", elevation_requests.AUDIT_PATH: "audit",
     role_assignments.PATH: "assignment", reputation.SECURITY + "/publisherRules": "rule",
     managed_devices.PATH: "device", support.PATH: "support", subscriptions.PATH: "subscription",
+    intune_roles.ASSIGNMENTS: "intuneAssignment",
 }
 
 
@@ -221,7 +225,8 @@ def fill(route: Route, world: World) -> list[str]:
     paths = [route.template]
     if "{action}" in route.template:
         paths = [route.template.replace("{action}", a) for a in elevation_requests.ACTIONS]
-    values = {"{tenantId}": world.tenant, "{roleId}": MANAGER, "{sha256}": world.ids["hash"]}
+    values = {"{tenantId}": world.tenant, "{roleId}": MANAGER, "{roleDefinitionId}": READER,
+              "{sha256}": world.ids["hash"]}
     if "{id}" in route.template:
         prefix = max((p for p in ID_OF if route.template.startswith(p)), key=len, default=None)
         assert prefix, f"{route.template}: which entity does its {{id}} name? Add it to ID_OF"
@@ -253,6 +258,8 @@ def body(route: Route, world: World):
         support.create: ticket(f"INC-{uuid.uuid4().hex[:8]}"), support.close: {"actionsTaken": "Done"},
         subscriptions.create: subscription_body(world.receiver_url, world.clock),
         subscriptions.update: {"clientState": "x"},
+        intune_roles.create_assignment: intune_assignment(), intune_roles.update_assignment: {"description": "x"},
+        provisioning.update: {"licenseType": "notPaid"},
     }
     if route.handler in bodies:
         return bodies[route.handler]
@@ -295,6 +302,11 @@ def request_body(device: str, file: str = "tool.exe") -> dict:
 
 def device_body(name: str) -> dict:
     return {"deviceName": name, "operatingSystem": "Windows", "userPrincipalName": "adele@contoso.example"}
+
+
+def intune_assignment() -> dict:
+    return {"displayName": "Reviewers", "members": [str(uuid.uuid4())],
+            "roleDefinition@odata.bind": f"{intune_roles.DEFINITIONS}/{READER}"}
 
 
 def ticket(number: str) -> dict:
@@ -340,6 +352,8 @@ async def build_world(client, settings, reputation_channel, receiver_url: str, c
                                  json=request_body("sec-device")))["id"]
     ids["assignment"] = (await call(client, "POST", role_assignments.PATH, app, 201,
                                     json={"userId": str(uuid.uuid4()), "roleId": READER}))["id"]
+    ids["intuneAssignment"] = (await call(client, "POST", intune_roles.ASSIGNMENTS, app, 201,
+                                          json=intune_assignment()))["id"]
     ids["rule"] = (await call(client, "POST", reputation.SECURITY + "/publisherRules", app, 201,
                               json={"kind": "publisherName", "value": "Contoso Tools", "blocked": True}))["id"]
     ids["support"] = (await call(client, "POST", support.PATH.format(tenantId=tenant), app, 201,

@@ -40,7 +40,7 @@ from services.requests import support as support_store
 from ..conftest import ALL
 
 # An application token with every permission the gateway checks: authorised by its permissions alone.
-FULL = (*ALL, "RoleManagement.ReadWrite.Directory", "MmdSupport.ReadWrite")
+FULL = (*ALL, "RoleManagement.ReadWrite.Directory", "DeviceManagementRBAC.ReadWrite.All", "MmdSupport.ReadWrite")
 EXAMPLES = 6  # generated cases per operation and mode: ~900 requests
 LIMIT = 4 * 1024 * 1024  # client_max_size in gateway/app.py
 META = ("' OR 1=1 --", "'; DROP TABLE requests.elevation_requests; --", "\\", "%", "_", "a\x00b", "\") OR (\"1\"=\"1")
@@ -191,7 +191,7 @@ COLLECTIONS = {  # each collection's $filter properties, from the service that o
 
 def url(path: str, tenant: str, value: str = GUID) -> str:
     """`path` with its parameters filled: the tenant in MMD paths, `value` (URL-quoted) everywhere else."""
-    for name in ("id", "roleId", "sha256", "action"):
+    for name in ("id", "roleId", "roleDefinitionId", "sha256", "action"):
         path = path.replace("{" + name + "}", "approve" if name == "action" else quote(value, safe=""))
     return path.replace("{tenantId}", tenant)
 

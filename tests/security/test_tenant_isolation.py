@@ -16,7 +16,7 @@ from epm.events.v1 import elevation_event_service_pb2_grpc as events_grpc
 from epm.requests.v1 import elevation_request_service_pb2 as requests_pb
 from epm.requests.v1 import elevation_request_service_pb2_grpc as requests_grpc
 
-from gateway import elevation_requests, elevations, managed_devices, reputation, subscriptions, support
+from gateway import elevation_requests, elevations, intune_roles, managed_devices, reputation, subscriptions, support
 
 from ..receiver import Receiver
 from .conftest import (
@@ -33,8 +33,10 @@ from .conftest import (
 )
 from .test_auth_matrix import graph_error, send
 
-FILTERABLE = (elevations.PATH, elevation_requests.PATH, elevation_requests.AUDIT_PATH, managed_devices.PATH)
-OWNED = ("elevation", "device", "request", "assignment", "rule", "support", "subscription", "audit")
+FILTERABLE = (elevations.PATH, elevation_requests.PATH, elevation_requests.AUDIT_PATH, managed_devices.PATH,
+              intune_roles.ASSIGNMENTS)
+OWNED = ("elevation", "device", "request", "assignment", "rule", "support", "subscription", "audit",
+         "intuneAssignment")
 
 
 @pytest.fixture
@@ -84,7 +86,7 @@ async def test_lists_feeds_and_filters_in_another_tenant_show_nothing_of_it(clie
         shown += route.template == elevations.PATH and mine["id"] in text  # control: the stranger's own event
         listed += 1
     assert shown == 1
-    for path, key in zip(FILTERABLE, ("elevation", "request", "audit", "device"), strict=True):
+    for path, key in zip(FILTERABLE, ("elevation", "request", "audit", "device", "intuneAssignment"), strict=True):
         query = f"$filter=id eq '{world.ids[key]}'"
         assert (await call(client, "GET", f"{path}?{query}", headers, 200))["value"] == []
         assert await call(client, "GET", f"{path}/$count?{query}", headers, 200) == "0"

@@ -10,7 +10,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from services.common.auth import INTUNE_ADMINISTRATOR
+from services.common.auth import GLOBAL_ADMINISTRATOR, INTUNE_ADMINISTRATOR
 from tests.claims import ROLE_ADMIN
 
 from .test_elevations import error_of
@@ -110,7 +110,10 @@ async def test_privileged_roles_list_their_permissions(client, token):
     roles = await call(client, "GET", ROLES, auth(token(scopes=["RoleManagement.Read.Directory"])))
     assert roles["@odata.context"].endswith("/beta/$metadata#privilegedRoles")
     by_id = {r["id"]: r for r in roles["value"]}
-    assert len(by_id) == 4
+    assert len(by_id) == 7  # 4 Intune roles, then 3 directory roles (read-only here)
+    assert [r["name"] for r in roles["value"][4:]] == ["Global Administrator", "Privileged Role Administrator",
+                                                        "Intune Administrator"]
+    assert by_id[GLOBAL_ADMINISTRATOR]["permissions"] == []
     assert by_id[MANAGER]["name"] == "Endpoint Privilege Manager"
     assert sorted(by_id[MANAGER]["permissions"]) == ["elevationRequests.modify", "elevationRequests.view"]
     assert by_id[READER]["permissions"] == ["elevationRequests.view"]
@@ -328,3 +331,4 @@ async def test_a_user_manages_assignments_only_in_an_administrator_role(client, 
     assert (await call(client, "POST", f"{PATH}/{created['id']}/makeEligible", intune_admin))["isElevated"] is False
     application = auth(token(scopes=(), roles=["RoleManagement.ReadWrite.Directory"]))
     assert (await call(client, "POST", f"{PATH}/{created['id']}/makePermanent", application))["isElevated"] is True
+

@@ -225,7 +225,8 @@ def each(channel, method, metadata: dict) -> dict:
 
 
 def _expected_control(method) -> bool:
-    return method.name != "SelfActivate"  # an application cannot activate a role for itself: checked below
+    # an application cannot activate (or deactivate) a role for itself: checked below
+    return method.name not in ("SelfActivate", "SelfDeactivate")
 
 
 async def test_every_rpc_refuses_every_bad_token_and_checks_its_permission(sync_channels, settings, untouched, figures):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable, Collection
 
@@ -190,10 +191,13 @@ LIST_OPTIONS = frozenset({"filter", "orderby", "top", "skip", "skiptoken", "coun
 
 
 async def list_collection(request: web.Request, rpc, request_type, items: str, to_json, entity_set: str,
-                          properties: frozenset[str]) -> web.Response:
+                          properties: frozenset[str], expanded: tuple[str, ...] = ()) -> web.Response:
     """GET on a collection: OData options -> a List RPC (AIP-style request fields) -> a Graph collection. Prefer:
-    odata.maxpagesize=N bounds the page as $top does (the smaller wins)."""
-    options = query.parse(request.query, LIST_OPTIONS, properties)
+    odata.maxpagesize=N bounds the page as $top does (the smaller wins). `expanded`: the navigation properties
+    to_json adds for the request's $expand (which the caller checked), kept next to a $select."""
+    options = query.parse(request.query, LIST_OPTIONS | ({"expand"} if expanded else set()), properties)
+    if options.select and expanded:
+        options = dataclasses.replace(options, select=options.select + expanded)
     preferred = page_size_preferred(request)
     size = min(filter(None, (options.top, preferred)), default=0)  # 0: the service's default
     page = await rpc(request_type(

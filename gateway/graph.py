@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable, Collection
 
@@ -190,11 +191,16 @@ LIST_OPTIONS = frozenset({"filter", "orderby", "top", "skip", "skiptoken", "coun
 
 
 async def list_collection(request: web.Request, rpc, request_type, items: str, to_json, entity_set: str,
-                          properties: frozenset[str], searchable: tuple[str, ...] = ()) -> web.Response:
+                          properties: frozenset[str], searchable: tuple[str, ...] = (),
+                          expanded: tuple[str, ...] = ()) -> web.Response:
     """GET on a collection: OData options -> a List RPC (AIP-style request fields) -> a Graph collection.
     $search runs over the `searchable` properties; a $top above a page pages on until it is reached; Prefer:
-    odata.maxpagesize=N bounds the page as $top does (the smaller wins)."""
-    options = query.parse(request.query, LIST_OPTIONS, properties, top_limit=query.TOP_LIMIT)
+    odata.maxpagesize=N bounds the page as $top does (the smaller wins). `expanded`: the navigation properties
+    to_json adds for the request's $expand (which the caller checked), kept next to a $select."""
+    options = query.parse(request.query, LIST_OPTIONS | ({"expand"} if expanded else set()), properties,
+                          top_limit=query.TOP_LIMIT, navigations=frozenset(expanded))
+    if options.select and expanded:
+        options = dataclasses.replace(options, select=options.select + expanded)
     window = query.window(options)
     preferred = page_size_preferred(request)
     page = await rpc(request_type(

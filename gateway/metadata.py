@@ -66,7 +66,8 @@ ENTITIES = {
     openapi.AUDIT: Entity(requests_pb.AuditEvent.DESCRIPTOR, graphjson.graph_type(requests_pb.AuditEvent.DESCRIPTOR)),
     openapi.DEV: Entity(devices_pb.ManagedDevice.DESCRIPTOR, managed_devices.TYPE, managed_devices.NOT_GRAPH),
     openapi.ROLES: Entity(roles_pb.RoleAssignment.DESCRIPTOR, role_assignments.TYPE),
-    openapi.PIM: Entity(roles_pb.Role.DESCRIPTOR, "privilegedRole"),
+    openapi.PIM: Entity(roles_pb.Role.DESCRIPTOR, "privilegedRole",
+                        frozenset({"directoryRole", "settings", "summary"})),  # settings, summary: navigations
     openapi.SUB: Entity(subscriptions_pb.Subscription.DESCRIPTOR, "subscription", subscriptions.NOT_GRAPH),
 }
 INTUNE_RBAC = frozenset({openapi.RDEF, openapi.RASG})
@@ -74,7 +75,8 @@ DESCRIBED = tuple(path for path in openapi.KEY_SYNTAX if path not in INTUNE_RBAC
 PERMISSIONS = Entity(roles_pb.MyPermissions.DESCRIPTOR, "epmPermissions")
 # What a bound operation returns when it is not its binding's type: a collection, or another type
 RETURNS = {"getAllElevationRequests": f"Collection({NS}.{elevation_requests.TYPE})",
-           "selfActivate": f"{NS}.{role_assignments.TYPE}", "myPermissions": f"{NS}.{PERMISSIONS.name}"}
+           "selfActivate": f"{NS}.{role_assignments.TYPE}", "selfDeactivate": f"{NS}.{role_assignments.TYPE}",
+           "myPermissions": f"{NS}.{PERMISSIONS.name}"}
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,8 @@ def operations() -> list[Operation]:
             if tail == path:
                 continue
             entity = f"{NS}.{ENTITIES[base].name}"
-            if bound := re.fullmatch(r"/\{\w+\}/(\w+|\{action\})", tail):
+            bound = re.fullmatch(r"/\{\w+\}/(\w+|\{action\})", tail) if method == "POST" else None  # GET: navigation
+            if bound:
                 names, binding, default = [bound[1]], entity, entity
             elif bound := re.fullmatch(r"/(\w+)\(\)", tail):
                 names, binding, default = [bound[1]], f"Collection({entity})", f"Collection({entity})"

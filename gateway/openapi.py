@@ -112,6 +112,16 @@ LOOKUP = {"type": "object", "required": ["hashes"], "additionalProperties": Fals
 SELF_ACTIVATE = strings(("reason",), "ticketNumber", "ticketSystem")
 SELF_ACTIVATE["properties"]["duration"] = {"type": ["string", "number", "null"]}
 EMPTY = {"type": "object", "additionalProperties": False}
+# A role's navigations and actions, under /privilegedRoles/{roleId} and an assignment's roleInfo
+ROLE_NAVIGATIONS = (
+    ("GET", "/settings", "What activating the role takes", (), None, ""),
+    ("GET", "/summary", "Counts of the role's assignments", (), None, ""),
+    ("GET", "/assignments", "The role's assignments", LIST + ("expand",), None, ""),
+    ("GET", "/assignments/$count", "Count the role's assignments", ("filter",), None, ""),
+    ("GET", "/assignments/{assignmentId}", "One assignment of the role", ("select", "expand"), None, ""),
+    ("POST", "/selfActivate", "Activate an eligible role", (), SELF_ACTIVATE, "409"),
+    ("POST", "/selfDeactivate", "End the caller's own activation of the role now", (), EMPTY, "409"),
+)
 REQUEST_IDS = {"type": "array", "items": {"type": "string"}}
 BATCH = {"type": "object", "required": ["requests"], "additionalProperties": False, "properties": {"requests": {
     "type": "array", "minItems": 1, "maxItems": batch.MAX_REQUESTS, "items": {
@@ -172,17 +182,26 @@ ROUTES: list[tuple[str, str, str, tuple[str, ...], dict | None, int, str]] = [
     ("GET", AUDIT + "/$count", "Count audit events.", ("filter",), None, 200, ""),
     ("GET", AUDIT + "/{id}", "Get an audit event.", ("select",), None, 200, ""),
     ("POST", ROLES, "Assign a role.", (), strings(("userId", "roleId")), 201, "409"),
-    ("GET", ROLES, "List role assignments.", ("select",), None, 200, ""),
-    ("GET", ROLES + "/my()", "The caller's role assignments.", ("select",), None, 200, ""),
+    ("GET", ROLES, "List role assignments ($expand=roleInfo).", LIST + ("expand",), None, 200, ""),
+    ("GET", ROLES + "/$count", "Count role assignments.", ("filter",), None, 200, ""),
+    ("GET", ROLES + "/my()", "The caller's role assignments.", LIST + ("expand",), None, 200, ""),
     ("GET", ROLES + "/myPermissions()", "The caller's elevation request rights and the roles granting them.", (), None,
      200, ""),
-    ("GET", ROLES + "/{id}", "Get a role assignment.", ("select",), None, 200, ""),
+    ("GET", ROLES + "/{id}", "Get a role assignment ($expand=roleInfo).", ("select", "expand"), None, 200, ""),
+    ("PATCH", ROLES + "/{id}", "Move the end of an activation (expirationDateTime); the other properties may come "
+     "along unchanged.", (), message(role_assignments.pb.RoleAssignment.DESCRIPTOR), 200, "409"),
     ("DELETE", ROLES + "/{id}", "Remove a role assignment.", (), None, 204, "409"),
     ("POST", ROLES + "/{id}/makePermanent", "Make an assignment permanent.", (),
      strings((), "reason", "ticketNumber", "ticketSystem"), 200, "409"),
     ("POST", ROLES + "/{id}/makeEligible", "Make an assignment eligible.", (), EMPTY, 200, "409"),
-    ("GET", PIM, "The built-in roles.", (), None, 200, ""),
-    ("POST", PIM + "/{roleId}/selfActivate", "Activate an eligible role.", (), SELF_ACTIVATE, 200, "409"),
+    ("GET", ROLES + "/{id}/roleInfo", "The role of an assignment.", ("select",), None, 200, ""),
+    *[(method, ROLES + "/{id}/roleInfo" + rest, text + " (of the assignment's role).", options, body, 200, errors)
+      for method, rest, text, options, body, errors in ROLE_NAVIGATIONS],
+    ("GET", PIM, "The Intune roles, then the directory roles (read-only).", ("select", "count"), None, 200, ""),
+    ("GET", PIM + "/$count", "Count the roles.", (), None, 200, ""),
+    ("GET", PIM + "/{roleId}", "Get a role.", ("select",), None, 200, ""),
+    *[(method, PIM + "/{roleId}" + rest, text + ".", options, body, 200, errors)
+      for method, rest, text, options, body, errors in ROLE_NAVIGATIONS],
     ("GET", RDEF, "Intune role definitions (the built-in roles).", LIST, None, 200, ""),
     ("POST", RDEF, "Refused: custom role definitions are not supported.", (), ROLE_DEFINITION, 201, ""),
     ("GET", RDEF + "/$count", "Count Intune role definitions.", ("filter",), None, 200, ""),
@@ -248,7 +267,9 @@ MINIMAL_PATCH = {("PATCH", REQ + "/{id}"), ("PATCH", ELEV + "/{id}")}
 # Actions whose body may be left out
 OPTIONAL_BODY = {("POST", REQ + "/{id}/{action}"), ("POST", REQ + "/{id}/analyze"), ("POST", ROLES),
                  ("POST", ROLES + "/{id}/makePermanent"), ("POST", ROLES + "/{id}/makeEligible"),
-                 ("POST", PIM + "/{roleId}/selfActivate"), ("POST", provisioning.ENABLE)}
+                 ("POST", PIM + "/{roleId}/selfActivate"), ("POST", PIM + "/{roleId}/selfDeactivate"),
+                 ("POST", ROLES + "/{id}/roleInfo/selfActivate"), ("POST", ROLES + "/{id}/roleInfo/selfDeactivate"),
+                 ("POST", provisioning.ENABLE)}
 OPTIONS = {
     "filter": {"type": "string", "description": "OData $filter, e.g. status eq 'pending'."},
     "select": {"type": "string", "description": "Comma-separated property names."},
@@ -259,6 +280,7 @@ OPTIONS = {
     "skiptoken": {"type": "string", "description": "From @odata.nextLink."},
     "search": {"type": "string", "description": 'Quoted terms joined by AND / OR, e.g. "git" or "upn:adele"; '
                "needs the header ConsistencyLevel: eventual."},
+    "expand": {"type": "string", "description": "Navigation properties to include, e.g. roleInfo."},
 }
 PLAIN = {  # query parameters that are not OData options
     "fileName": {"type": "string"}, "filePath": {"type": "string"},

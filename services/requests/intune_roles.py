@@ -2,7 +2,7 @@
 
 The role definitions are the built-in roles of roles.py, read only. An assignment binds one of them to members
 (Entra ID user object ids); each member holds the role as a permanent PIM assignment would: the view
-requests.role_holders (migration 0008) is every holding of either kind, and `active_roles` reads it. Writes take
+requests.role_holders (migration 0008) is every holding of either kind, and roles.active_roles reads it. Writes take
 Graph's DeviceManagementRBAC.ReadWrite.All and, for a signed-in user, the directory roles PIM writes take.
 """
 
@@ -59,21 +59,6 @@ INSERT = ("INSERT INTO requests.intune_role_assignments (tenant_id, id, role_id,
 UPDATE = ("UPDATE requests.intune_role_assignments SET display_name = $3, description = $4, members = $5, "
           "scope_members = $6, resource_scopes = $7, role_scope_tag_ids = $8 WHERE tenant_id = $1 AND id = $2")
 DELETE = "DELETE FROM requests.intune_role_assignments WHERE tenant_id = $1 AND id = $2"
-ACTIVE_ROLES = ("SELECT r.name, r.permissions FROM requests.role_holders a JOIN requests.roles r ON r.id = a.role_id "
-                "WHERE a.tenant_id = $1 AND a.user_id = $2 AND (NOT a.eligible OR a.active_until > $3) ORDER BY r.name")
-
-
-async def active_roles(conn, tenant_id: str, user_id: str, now: datetime) -> dict[str, frozenset[str]]:
-    """roles.active_roles, with the roles the user holds through Intune role assignments (conn: connection or pool)."""
-    rows = await conn.fetch(ACTIVE_ROLES, tenant_id, roles._canonical(user_id), now)
-    return {r["name"]: frozenset(r["permissions"]) for r in rows}
-
-
-async def permissions(conn, tenant_id: str, user_id: str, now: datetime) -> frozenset[str]:
-    """The union of the permissions of every role the user holds at `now`, by PIM or Intune assignment."""
-    return roles.granted(await active_roles(conn, tenant_id, user_id, now))
-
-
 # --- values ------------------------------------------------------------------------------------------
 
 

@@ -9,16 +9,17 @@ An assignment is ACTIVE when `NOT eligible OR active_until > now`:
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import asyncpg
 import grpc
 from epm.requests.v1 import role_assignment_service_pb2 as pb
 from epm.requests.v1 import role_assignment_service_pb2_grpc as pb_grpc
 
-from ..common import errors
+from ..common import errors, listing, paging
 from ..common.auth import (
     CONFIG_READ,
     CONFIG_WRITE,
@@ -29,6 +30,7 @@ from ..common.auth import (
     TokenVerifier,
     authorize,
 )
+from ..common.odata import Field, ODataError
 from ..common.timestamps import set_time
 from .store import Actor, audit
 
@@ -43,6 +45,11 @@ MAX_HOURS = 24
 MAX_REASON = 500
 MAX_TICKET = 100
 RESOURCE_TYPE = "privilegedRoleAssignment"
+# Directory roles, as tokens carry them (wids): listed, read-only. They are assigned in the directory; an
+# assignment here would be a second source of truth that no token reflects (and would hand out Global Administrator).
+DIRECTORY_ROLES = {GLOBAL_ADMINISTRATOR: "Global Administrator",
+                   PRIVILEGED_ROLE_ADMINISTRATOR: "Privileged Role Administrator",
+                   INTUNE_ADMINISTRATOR: "Intune Administrator"}
 PERMANENT, ELIGIBLE, ACTIVE = "permanent", "eligible", "active"  # audit states
 _GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 _HOURS = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,6})?|\.[0-9]{1,6}")
@@ -55,14 +62,30 @@ _COLUMNS = "a.user_id, a.role_id, a.eligible, a.active_until, a.result_message, 
 _FROM = "FROM requests.role_assignments a JOIN requests.roles r ON r.id = a.role_id"
 ASSIGNMENT = f"SELECT {_COLUMNS} {_FROM} WHERE a.tenant_id = $1 AND a.user_id = $2 AND a.role_id = $3"
 ASSIGNMENT_FOR_UPDATE = ASSIGNMENT + " FOR UPDATE OF a"
-ASSIGNMENTS = (f"SELECT {_COLUMNS} {_FROM} WHERE a.tenant_id = $1 AND ($2 = '' OR a.user_id = $2) "
-               "ORDER BY a.created_at, a.user_id, a.role_id")
+# The assignments listed with OData options: $1 tenant, $2 now, $3 user ('' any), $4 role ('' any).
+LISTED = ("(SELECT a.*, r.name AS role_name, a.user_id || '_' || a.role_id AS id, "
+          "(NOT a.eligible OR coalesce(a.active_until > $2, false)) AS is_elevated, "
+          "CASE WHEN a.eligible AND a.active_until > $2 THEN a.active_until END AS expiration "
+          f"{_FROM} WHERE a.tenant_id = $1) s WHERE ($3 = '' OR user_id = $3) AND ($4 = '' OR role_id::text = $4)")
+FIELDS = {
+    "id": Field("id", "string", casefold=True),
+    "userId": Field("user_id", "string", casefold=True),
+    "roleId": Field("role_id::text", "string", casefold=True),
+    "isElevated": Field("is_elevated", "bool"),
+    "expirationDateTime": Field("expiration", "datetime"),
+    "resultMessage": Field("result_message", "string", empty_is_null=True),
+}
+UNORDERABLE = frozenset({"expirationDateTime"})  # null for permanent and inactive ones: no keyset order
+SUMMARY = ("SELECT count(*) AS users, count(*) FILTER (WHERE eligible) AS managed, "
+           "count(*) FILTER (WHERE NOT eligible OR active_until > $3) AS elevated "
+           "FROM requests.role_assignments WHERE tenant_id = $1 AND role_id = $2")
 INSERT = ("INSERT INTO requests.role_assignments (tenant_id, user_id, role_id, eligible, active_until, created_at) "
           "VALUES ($1, $2, $3, false, NULL, $4) ON CONFLICT DO NOTHING")
 UPDATE = ("UPDATE requests.role_assignments SET eligible = $4, active_until = $5, result_message = $6 "
           "WHERE tenant_id = $1 AND user_id = $2 AND role_id = $3")
 DELETE = "DELETE FROM requests.role_assignments WHERE tenant_id = $1 AND user_id = $2 AND role_id = $3"
-ACTIVE_ROLES = ("SELECT r.name, r.permissions FROM requests.role_assignments a "
+# every holding of a role: PIM assignments and the members of Intune role assignments (the view requests.role_holders)
+ACTIVE_ROLES = ("SELECT r.name, r.permissions FROM requests.role_holders a "
                 "JOIN requests.roles r ON r.id = a.role_id "
                 "WHERE a.tenant_id = $1 AND a.user_id = $2 AND (NOT a.eligible OR a.active_until > $3) ORDER BY r.name")
 
@@ -129,6 +152,37 @@ def _no_role(role_id: str) -> errors.RpcError:
     return errors.not_found(f"No role with id '{role_id}'.", roleId=role_id)
 
 
+def _role(row) -> pb.Role:
+    return pb.Role(id=str(row["id"]), name=row["name"], permissions=row["permissions"])
+
+
+def _directory_role(role_id: str) -> pb.Role:
+    return pb.Role(id=role_id, name=DIRECTORY_ROLES[role_id], directory_role=True)
+
+
+def _settings() -> pb.RoleSettings:
+    """What SelfActivate enforces on every role it can activate."""
+    out = pb.RoleSettings()
+    out.elevation_duration.FromTimedelta(DURATIONS["default"])
+    out.min_elevation_duration.FromTimedelta(DURATIONS["min"])
+    out.max_elevation_duration.FromTimedelta(timedelta(hours=MAX_HOURS))
+    return out
+
+
+def _read_only(role_id: str) -> errors.RpcError:
+    return errors.invalid(f"The role '{role_id}' ({DIRECTORY_ROLES[role_id]}) is a directory role: it is assigned "
+                          "in the directory and read-only here.", roleId=role_id)
+
+
+async def _assignable(conn, role_id: str):
+    """The row of a role that can be assigned here; 400 for a directory role, 404 for no role."""
+    if role_id in DIRECTORY_ROLES:
+        raise _read_only(role_id)
+    if (role := await conn.fetchrow(ROLE, role_id)) is None:
+        raise _no_role(role_id)
+    return role
+
+
 def _is_active(row, now: datetime) -> bool:
     return not row["eligible"] or (row["active_until"] is not None and row["active_until"] > now)
 
@@ -179,6 +233,21 @@ def _ticket(reason: str, number: str, system: str) -> str:
     return f"{reason} (ticket {ticket})".strip() if ticket else reason
 
 
+def _scope(caller: Principal, request, now: datetime) -> list:
+    """The parameters of LISTED: the caller's tenant, now, and the request's user and role (or the role of its
+    assignment), if any. A role that cannot be one matches nothing (its absence is checked after the $filter)."""
+    user_id = _guid(request.user_id, "userId") if request.user_id else ""
+    return [caller.tenant_id, now, user_id, _canonical(request.role_id or request.assignment_id.partition("_")[2])]
+
+
+@contextlib.contextmanager
+def _odata_errors():
+    try:
+        yield
+    except ODataError as exc:
+        raise errors.invalid(str(exc)) from None
+
+
 def _correlation_id(context) -> str:
     return next((v for k, v in context.invocation_metadata() or () if k == "x-request-id"), "")
 
@@ -210,9 +279,7 @@ class RoleAssignmentServicer(pb_grpc.RoleAssignmentServiceServicer):
         user_id, role_id = _guid(request.user_id, "userId"), _guid(request.role_id, "roleId")
         now = self.clock()
         async with self.pool.acquire() as conn, conn.transaction():
-            role = await conn.fetchrow(ROLE, role_id)
-            if role is None:
-                raise _no_role(role_id)
+            role = await _assignable(conn, role_id)
             created = await conn.execute(INSERT, caller.tenant_id, user_id, role_id, now) == "INSERT 0 1"
             row = await conn.fetchrow(ASSIGNMENT, caller.tenant_id, user_id, role_id)
             if created:
@@ -232,10 +299,35 @@ class RoleAssignmentServicer(pb_grpc.RoleAssignmentServiceServicer):
 
     async def ListRoleAssignments(self, request, context):
         caller = await self._caller(context, READ)
-        user_id = _guid(request.user_id, "userId") if request.user_id else ""
-        rows = await self.pool.fetch(ASSIGNMENTS, caller.tenant_id, user_id)
         now = self.clock()
-        return pb.ListRoleAssignmentsResponse(role_assignments=[_message(r, now) for r in rows])
+        scope = _scope(caller, request, now)
+        with _odata_errors():
+            rows, token = await listing.fetch_page(
+                self.pool, LISTED, FIELDS, scope, filter=request.filter, order_by=request.order_by or "id",
+                size=paging.page_size(request.page_size), token=request.page_token, skip=max(request.skip, 0),
+                unorderable=UNORDERABLE)
+            total = await listing.count(self.pool, LISTED, FIELDS, _scope(caller, request, now), request.filter) \
+                if request.include_total_size else 0
+        await self._parent(caller, request)
+        return pb.ListRoleAssignmentsResponse(role_assignments=[_message(r, now) for r in rows],
+                                              next_page_token=token, total_size=total)
+
+    async def CountRoleAssignments(self, request, context):
+        caller = await self._caller(context, READ)
+        with _odata_errors():
+            count = await listing.count(self.pool, LISTED, FIELDS, _scope(caller, request, self.clock()),
+                                        request.filter)
+        await self._parent(caller, request)
+        return pb.CountRoleAssignmentsResponse(count=count)
+
+    async def _parent(self, caller: Principal, request) -> None:
+        """NOT_FOUND when the role or the assignment whose role's assignments are asked for is not there."""
+        if request.assignment_id:
+            if await self.pool.fetchrow(ASSIGNMENT, caller.tenant_id, *_parse_id(request.assignment_id)) is None:
+                raise _no_assignment(request.assignment_id)
+        elif request.role_id and (role_id := _canonical(request.role_id)) not in DIRECTORY_ROLES:
+            if not _GUID.fullmatch(role_id) or await self.pool.fetchrow(ROLE, role_id) is None:
+                raise _no_role(request.role_id[:100])
 
     async def DeleteRoleAssignment(self, request, context):
         caller = await self._administrator(context)
@@ -266,37 +358,92 @@ class RoleAssignmentServicer(pb_grpc.RoleAssignmentServiceServicer):
         return await self._change(caller, context, user_id, role_id, request.id, eligible=True, active_until=None,
                                   activity="MakeEligible PrivilegedRoleAssignment")
 
-    async def SelfActivate(self, request, context):
-        """The caller's own eligible assignment of the role becomes active for `duration` (Graph's delegated
-        permission for it, as for any role change: not just any token of the user)."""
-        caller = await self._caller(context, WRITE)
-        if not (caller.delegated and caller.object_id):
-            raise errors.RpcError(grpc.StatusCode.PERMISSION_DENIED, "DELEGATED_ONLY",
-                                  "selfActivate needs a signed-in user (a delegated token): "
-                                  "an application cannot activate a role for itself.")
-        role_id = _guid(request.role_id, "roleId")
-        reason = _ticket(_reason(request.reason, required=True), request.ticket_number, request.ticket_system)
-        length = _duration(request.duration)
-        user_id = _canonical(caller.object_id)
-        if await self.pool.fetchrow(ROLE, role_id) is None:
-            raise _no_role(role_id)
-        now = self.clock()
+    async def UpdateRoleAssignment(self, request, context):
+        """A new end for an active activation: later than now and at most MAX_HOURS from now."""
+        caller = await self._administrator(context)
+        user_id, role_id = _parse_id(request.id)
+        if not request.HasField("expiration_date_time"):
+            raise errors.invalid("Property 'expirationDateTime' is required.", property="expirationDateTime")
+        end, now = request.expiration_date_time.ToDatetime(tzinfo=timezone.utc), self.clock()
+        if not now < end <= now + timedelta(hours=MAX_HOURS):
+            raise errors.invalid(f"Property 'expirationDateTime' must be later than now and at most {MAX_HOURS} "
+                                 "hours from now.", property="expirationDateTime")
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(ASSIGNMENT_FOR_UPDATE, caller.tenant_id, user_id, role_id)
             if row is None:
-                raise errors.not_found(f"You have no assignment of the role '{role_id}' to activate.",
-                                       roleId=role_id)
+                raise _no_assignment(request.id)
+            if _state(row, now) != ACTIVE:
+                raise errors.RpcError(grpc.StatusCode.FAILED_PRECONDITION, "NOT_ACTIVATED",
+                                      "Only an activated eligible assignment has an expirationDateTime to change "
+                                      "(a permanent one has none; an inactive one is activated by its user).")
+            return await self._write(conn, caller, context, row, now, eligible=True, active_until=end,
+                                     activity="Update PrivilegedRoleAssignment", reason="")
+
+    async def SelfActivate(self, request, context):
+        """The caller's own eligible assignment of the role becomes active for `duration` (Graph's delegated
+        permission for it, as for any role change: not just any token of the user)."""
+        caller = await self._self(context, "selfActivate")
+        role_id = _guid(request.role_id, "roleId")
+        reason = _ticket(_reason(request.reason, required=True), request.ticket_number, request.ticket_system)
+        length = _duration(request.duration)
+        async with self.pool.acquire() as conn, conn.transaction():
+            row, now = await self._own(conn, caller, role_id, "activate")
             if not row["eligible"]:
                 return _message(row, now, "The role assignment is permanent and already active; "
                                           "it needs no activation.")
             return await self._write(conn, caller, context, row, now, eligible=True, active_until=now + length,
                                      activity="SelfActivate PrivilegedRoleAssignment", reason=reason)
 
+    async def SelfDeactivate(self, request, context):
+        """The caller's own active activation of the role ends now (an inactive one is left as it is)."""
+        caller = await self._self(context, "selfDeactivate")
+        role_id = _guid(request.role_id, "roleId")
+        async with self.pool.acquire() as conn, conn.transaction():
+            row, now = await self._own(conn, caller, role_id, "deactivate")
+            if not row["eligible"]:
+                return _message(row, now, "The role assignment is permanent: only an administrator can end it "
+                                          "(makeEligible).")
+            return await self._write(conn, caller, context, row, now, eligible=True, active_until=None,
+                                     activity="SelfDeactivate PrivilegedRoleAssignment", reason="")
+
+    async def _self(self, context, action: str) -> Principal:
+        caller = await self._caller(context, WRITE)
+        if not (caller.delegated and caller.object_id):
+            raise errors.RpcError(grpc.StatusCode.PERMISSION_DENIED, "DELEGATED_ONLY",
+                                  f"{action} needs a signed-in user (a delegated token): "
+                                  "an application cannot change a role of its own.")
+        return caller
+
+    async def _own(self, conn, caller: Principal, role_id: str, verb: str):
+        """(the caller's locked assignment of an assignable role, now); 404 when there is none."""
+        await _assignable(conn, role_id)
+        row = await conn.fetchrow(ASSIGNMENT_FOR_UPDATE, caller.tenant_id, _canonical(caller.object_id), role_id)
+        if row is None:
+            raise errors.not_found(f"You have no assignment of the role '{role_id}' to {verb}.", roleId=role_id)
+        return row, self.clock()
+
     async def ListRoles(self, request, context):
+        """The Intune roles, then the directory roles (read-only)."""
         await self._caller(context, READ)
         rows = await self.pool.fetch(ROLES)
-        return pb.ListRolesResponse(roles=[pb.Role(id=str(r["id"]), name=r["name"], permissions=r["permissions"])
-                                           for r in rows])
+        return pb.ListRolesResponse(roles=[*map(_role, rows), *map(_directory_role, DIRECTORY_ROLES)])
+
+    async def GetRole(self, request, context):
+        """A role with its settings and the summary of its assignments in the caller's tenant (a directory role:
+        no settings or summary, nothing of it is held here)."""
+        caller = await self._caller(context, READ)
+        role_id = _canonical(request.id)
+        if role_id in DIRECTORY_ROLES:
+            return _directory_role(role_id)
+        row = await self.pool.fetchrow(ROLE, role_id) if _GUID.fullmatch(role_id) else None
+        if row is None:
+            raise _no_role(request.id[:100])
+        counts = await self.pool.fetchrow(SUMMARY, caller.tenant_id, role_id, self.clock())
+        role = _role(row)
+        role.settings.CopyFrom(_settings())
+        role.summary.CopyFrom(pb.RoleSummary(users_count=counts["users"], managed_count=counts["managed"],
+                                             elevated_count=counts["elevated"]))
+        return role
 
     async def GetMyPermissions(self, request, context):
         caller = await self._caller(context, MY_PERMISSIONS)

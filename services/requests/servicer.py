@@ -19,7 +19,7 @@ from ..common.enums import graph_numbers
 from ..common.logs import request_id
 from ..common.odata import ODataError
 from ..common.timestamps import set_time
-from . import intune_roles, roles
+from . import roles
 from .decisions import DecisionHub
 from .lifecycle import Action, State, TransitionError, effective, justification_problem
 from .store import DETAIL, Actor, ETagMismatch, NotFound, NotPending, RequestStore, SelfReview, TooManyOpen
@@ -119,7 +119,7 @@ async def caller(verifier: TokenVerifier, pool, now: datetime, context, scopes,
     (application tokens carry no Intune roles: their Graph permission is the grant)."""
     principal = await authorize(verifier, context.invocation_metadata(), scopes)
     if right and principal.delegated:
-        held = await intune_roles.permissions(pool, principal.tenant_id, principal.object_id, now)
+        held = await roles.permissions(pool, principal.tenant_id, principal.object_id, now)
         if right not in held:
             raise errors.RpcError(
                 grpc.StatusCode.PERMISSION_DENIED, "MISSING_ROLE",

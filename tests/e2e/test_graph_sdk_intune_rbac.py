@@ -130,6 +130,9 @@ async def test_an_intune_role_assignment_grants_the_right_to_review_until_it_is_
     assert await admin.count.get() == 1
     assert (await approvable(sdk, token, requester, megan))[0]
     assert not (await approvable(sdk, token, requester, nestor))[0]
+    mine = await call(client, "GET", "/beta/privilegedRoleAssignments/myPermissions",
+                      auth(token(oid=megan, upn="megan@contoso.example")))  # what the console reads
+    assert "elevationRequests.modify" in mine["permissions"], mine
 
     patched = await item.patch(DeviceAndAppManagementRoleAssignment(members=[nestor]))
     assert (patched.members, patched.display_name) == ([nestor], "EPM reviewers")

@@ -10,7 +10,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from services.common.auth import INTUNE_ADMINISTRATOR
+from services.common.auth import GLOBAL_ADMINISTRATOR, INTUNE_ADMINISTRATOR
 from tests.claims import ROLE_ADMIN
 
 from .test_elevations import error_of
@@ -110,7 +110,10 @@ async def test_privileged_roles_list_their_permissions(client, token):
     roles = await call(client, "GET", ROLES, auth(token(scopes=["RoleManagement.Read.Directory"])))
     assert roles["@odata.context"].endswith("/beta/$metadata#privilegedRoles")
     by_id = {r["id"]: r for r in roles["value"]}
-    assert len(by_id) == 4
+    assert len(by_id) == 7  # 4 Intune roles, then 3 directory roles (read-only here)
+    assert [r["name"] for r in roles["value"][4:]] == ["Global Administrator", "Privileged Role Administrator",
+                                                        "Intune Administrator"]
+    assert by_id[GLOBAL_ADMINISTRATOR]["permissions"] == []
     assert by_id[MANAGER]["name"] == "Endpoint Privilege Manager"
     assert sorted(by_id[MANAGER]["permissions"]) == ["elevationRequests.modify", "elevationRequests.view"]
     assert by_id[READER]["permissions"] == ["elevationRequests.view"]
@@ -328,3 +331,35 @@ async def test_a_user_manages_assignments_only_in_an_administrator_role(client, 
     assert (await call(client, "POST", f"{PATH}/{created['id']}/makeEligible", intune_admin))["isElevated"] is False
     application = auth(token(scopes=(), roles=["RoleManagement.ReadWrite.Directory"]))
     assert (await call(client, "POST", f"{PATH}/{created['id']}/makePermanent", application))["isElevated"] is True
+
+
+async def _refused(client, method: str, path: str, headers: dict, status: int, **kwargs) -> str:
+    async with client.request(method, path, headers=headers, **kwargs) as resp:
+        return await error_of(resp, status)
+
+
+async def test_pim_v1_refusals_name_what_is_wrong(client, admin, token):
+    oid = str(uuid.uuid4())
+    created = await eligible(client, admin, oid)
+    item = f"{PATH}/{created['id']}"
+    for value in ("roleInfo/assignments", "roleInfo,roleInfo", "assignments", "roleInfo($select=name)"):
+        assert "supports only 'roleInfo'" in await _refused(client, "GET", item, admin, 400,
+                                                            params={"$expand": value})
+    assert "more than once" in await _refused(client, "GET", f"{PATH}?$expand=roleInfo&expand=roleInfo", admin, 400)
+    with_role = await call(client, "GET", item, admin, params={"$expand": "roleInfo", "$select": "isElevated"})
+    assert set(with_role) == {"@odata.context", "@odata.type", "id", "isElevated", "roleInfo"}
+    assert with_role["roleInfo"]["name"] == "Endpoint Privilege Manager"
+    gone = f"{PATH}/{uuid.uuid4()}_{MANAGER}"
+    for path in (gone + "/roleInfo", gone + "/roleInfo/settings", gone + "/roleInfo/assignments",
+                 f"{ROLES}/{uuid.uuid4()}", f"{ROLES}/nope/summary", f"{ROLES}/{uuid.uuid4()}/assignments/$count"):
+        await _refused(client, "GET", path, admin, 404)
+    assert "'expirationDateTime' cannot be null" in await _refused(client, "PATCH", item, admin, 400,
+                                                                   json={"expirationDateTime": None})
+    assert "names no property" in await _refused(client, "PATCH", item, admin, 400, json={})
+    assert "'roleInfo'" in await _refused(client, "PATCH", item, admin, 400, json={"roleInfo": {"name": "x"}})
+    assert "at most 24 hours" in await _refused(client, "PATCH", item, admin, 400,
+                                                json={"expirationDateTime": "2099-01-01T00:00:00Z"})
+    me = auth(token(scopes=["Directory.AccessAsUser.All"], oid=oid))
+    assert "selfDeactivate has no property named 'reason'" in await _refused(
+        client, "POST", f"{ROLES}/{MANAGER}/selfDeactivate", me, 400, json={"reason": "x"})
+    assert (await call(client, "GET", item, admin))["isElevated"] is False  # nothing of that was written

@@ -13,6 +13,7 @@ from epm.requests.v1 import role_assignment_service_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from services.common.auth import GLOBAL_ADMINISTRATOR
 from services.requests.roles import permissions
 from tests.claims import ROLE_ADMIN
 
@@ -105,8 +106,10 @@ async def test_get_list_and_delete(stub, admin, conn, tenant):
 
 async def test_list_roles(stub, admin, token):
     reader = (("authorization", f"Bearer {token(scopes=['RoleManagement.Read.Directory'])}"),)
-    roles = {r.id: r for r in (await stub.ListRoles(pb.ListRolesRequest(), metadata=reader)).roles}
-    assert len(roles) == 4
+    listed = (await stub.ListRoles(pb.ListRolesRequest(), metadata=reader)).roles
+    roles = {r.id: r for r in listed}
+    assert len(roles) == 7 and [r.directory_role for r in listed] == [False] * 4 + [True] * 3
+    assert roles[GLOBAL_ADMINISTRATOR].name == "Global Administrator" and not roles[GLOBAL_ADMINISTRATOR].permissions
     assert roles[MANAGER].name == "Endpoint Privilege Manager" and set(roles[MANAGER].permissions) == {VIEW, MODIFY}
     assert roles[READER].name == "Endpoint Privilege Reader" and list(roles[READER].permissions) == [VIEW]
 
@@ -313,3 +316,141 @@ async def test_another_tenants_assignment_is_not_found(stub, admin, user, token)
     assert theirs.id == assignment.id
     got = await stub.GetRoleAssignment(pb.GetRoleAssignmentRequest(id=assignment.id), metadata=admin)
     assert got.is_elevated
+
+
+async def _ids(stub, md, **fields) -> list[str]:
+    """The ids of every page of ListRoleAssignments(fields), following the page tokens."""
+    ids, token = [], ""
+    while True:
+        page = await stub.ListRoleAssignments(pb.ListRoleAssignmentsRequest(page_token=token, **fields), metadata=md)
+        ids += [a.id for a in page.role_assignments]
+        if not (token := page.next_page_token):
+            return ids
+
+
+async def test_list_filters_orders_pages_and_counts(stub, admin, user):
+    oid, _ = user
+    users = sorted(str(uuid.uuid4()) for _ in range(3))
+    made = [await create(stub, admin, u) for u in users] + [await create(stub, admin, oid, READER)]
+    await stub.MakeEligible(pb.MakeEligibleRequest(id=made[0].id), metadata=admin)
+    mine = [a.id for a in made]
+    everyone = f"userId in ({_quoted(users + [oid])})"
+    assert await _ids(stub, admin, page_size=2, order_by="userId desc", filter=everyone) \
+        == [a.id for a in sorted(made, key=lambda a: a.user_id, reverse=True)]
+    assert await _ids(stub, admin, page_size=1, filter=f"{everyone} and roleId eq '{READER}'") == [mine[3]]
+    assert await _ids(stub, admin, page_size=1, role_id=READER, filter=everyone) == [mine[3]]
+    assert await _ids(stub, admin, assignment_id=mine[3], filter=everyone) == [mine[3]]  # its role's
+    missing = ({"role_id": "7f2d6a3c-0b1e-4c5d-9e8f-1000000000ff"}, {"role_id": "x"},
+               {"assignment_id": f"{uuid.uuid4()}_{READER}"}, {"assignment_id": "x"})
+    for scope in missing:
+        await fails(stub.ListRoleAssignments(pb.ListRoleAssignmentsRequest(**scope), metadata=admin),
+                    grpc.StatusCode.NOT_FOUND)
+        await fails(stub.CountRoleAssignments(pb.CountRoleAssignmentsRequest(**scope), metadata=admin),
+                    grpc.StatusCode.NOT_FOUND)
+        await fails(stub.ListRoleAssignments(pb.ListRoleAssignmentsRequest(filter="nope eq 1", **scope),
+                                             metadata=admin), grpc.StatusCode.INVALID_ARGUMENT)  # checked first
+    elevated = f"isElevated eq false and userId in ({_quoted(users)})"
+    assert await _ids(stub, admin, filter=elevated) == [mine[0]]
+    page = await stub.ListRoleAssignments(pb.ListRoleAssignmentsRequest(
+        filter=f"id eq '{mine[1].upper()}'", include_total_size=True), metadata=admin)
+    assert [a.id for a in page.role_assignments] == [mine[1]] and page.total_size == 1
+    count = await stub.CountRoleAssignments(pb.CountRoleAssignmentsRequest(
+        filter=f"userId in ({_quoted(users)}) and resultMessage eq null and expirationDateTime eq null"),
+        metadata=admin)
+    assert count.count == 3
+    assert (await stub.CountRoleAssignments(pb.CountRoleAssignmentsRequest(user_id=oid), metadata=admin)).count == 1
+    for bad in ({"filter": "nope eq 1"}, {"order_by": "expirationDateTime"}, {"page_token": "x"}):
+        await fails(stub.ListRoleAssignments(pb.ListRoleAssignmentsRequest(**bad), metadata=admin),
+                    grpc.StatusCode.INVALID_ARGUMENT)
+
+
+def _quoted(values) -> str:
+    return ",".join(f"'{v}'" for v in values)
+
+
+async def test_get_role_has_the_enforced_settings_and_a_summary(stub, admin, user, clock):
+    oid, me = user
+    permanent = await create(stub, admin, str(uuid.uuid4()))
+    for user_id in (oid, str(uuid.uuid4())):
+        await stub.MakeEligible(pb.MakeEligibleRequest(id=(await create(stub, admin, user_id)).id), metadata=admin)
+    await stub.SelfActivate(pb.SelfActivateRequest(role_id=MANAGER, reason="On call"), metadata=me)
+    role = await stub.GetRole(pb.GetRoleRequest(id=MANAGER.upper()), metadata=admin)
+    assert role.name == "Endpoint Privilege Manager" and not role.directory_role
+    assert (role.settings.elevation_duration.ToTimedelta(), role.settings.min_elevation_duration.ToTimedelta(),
+            role.settings.max_elevation_duration.ToTimedelta()) == (timedelta(hours=8), timedelta(hours=1),
+                                                                    timedelta(hours=24))
+    assert (role.summary.users_count, role.summary.managed_count, role.summary.elevated_count) == (3, 2, 2)
+    await stub.DeleteRoleAssignment(pb.DeleteRoleAssignmentRequest(id=permanent.id), metadata=admin)
+    clock.advance(timedelta(hours=9))
+    role = await stub.GetRole(pb.GetRoleRequest(id=MANAGER), metadata=admin)
+    assert (role.summary.users_count, role.summary.managed_count, role.summary.elevated_count) == (2, 2, 0)
+    for missing in ("7f2d6a3c-0b1e-4c5d-9e8f-1000000000ff", "not-a-guid"):
+        await fails(stub.GetRole(pb.GetRoleRequest(id=missing), metadata=admin), grpc.StatusCode.NOT_FOUND)
+
+
+async def test_directory_roles_are_listed_but_read_only(stub, admin, user):
+    oid, me = user
+    role = await stub.GetRole(pb.GetRoleRequest(id=GLOBAL_ADMINISTRATOR), metadata=admin)
+    assert role.directory_role and role.name == "Global Administrator"
+    assert not role.HasField("settings") and not role.HasField("summary")
+    message = await fails(create(stub, admin, oid, GLOBAL_ADMINISTRATOR), grpc.StatusCode.INVALID_ARGUMENT)
+    assert "directory role" in message
+    for call in (stub.SelfActivate(pb.SelfActivateRequest(role_id=GLOBAL_ADMINISTRATOR, reason="x"), metadata=me),
+                 stub.SelfDeactivate(pb.SelfDeactivateRequest(role_id=GLOBAL_ADMINISTRATOR), metadata=me)):
+        await fails(call, grpc.StatusCode.INVALID_ARGUMENT)
+    page = await stub.ListRoleAssignments(pb.ListRoleAssignmentsRequest(role_id=GLOBAL_ADMINISTRATOR), metadata=admin)
+    assert list(page.role_assignments) == []
+
+
+async def test_self_deactivate_ends_the_callers_activation_now_and_is_audited(stub, admin, user, token, clock, conn,
+                                                                              tenant):
+    oid, me = user
+    assignment = await create(stub, admin, oid)
+    await stub.MakeEligible(pb.MakeEligibleRequest(id=assignment.id), metadata=admin)
+    await stub.SelfActivate(pb.SelfActivateRequest(role_id=MANAGER, reason="On call"), metadata=me)
+    assert await permissions(conn, tenant, oid, clock.now()) == {VIEW, MODIFY}
+    ended = await stub.SelfDeactivate(pb.SelfDeactivateRequest(role_id=MANAGER), metadata=me)
+    assert ended.id == assignment.id and not ended.is_elevated and not ended.HasField("expiration_date_time")
+    assert await permissions(conn, tenant, oid, clock.now()) == frozenset()
+    again = await stub.SelfDeactivate(pb.SelfDeactivateRequest(role_id=MANAGER), metadata=me)  # a no-op
+    assert not again.is_elevated
+    rows = [(r["activity"], r["old_state"], r["new_state"], r["actor_id"]) for r in await audit_rows(conn, tenant)]
+    assert rows[-1] == ("SelfDeactivate PrivilegedRoleAssignment", "active", "eligible", oid)
+    assert [r[0] for r in rows].count("SelfDeactivate PrivilegedRoleAssignment") == 1
+    app = (("authorization", f"Bearer {token(roles=['RoleManagement.ReadWrite.Directory'])}"),)
+    await fails(stub.SelfDeactivate(pb.SelfDeactivateRequest(role_id=MANAGER), metadata=app),
+                grpc.StatusCode.PERMISSION_DENIED)
+    await fails(stub.SelfDeactivate(pb.SelfDeactivateRequest(role_id=READER), metadata=me),
+                grpc.StatusCode.NOT_FOUND)
+    await stub.MakePermanent(pb.MakePermanentRequest(id=assignment.id), metadata=admin)
+    kept = await stub.SelfDeactivate(pb.SelfDeactivateRequest(role_id=MANAGER), metadata=me)
+    assert kept.is_elevated and "permanent" in kept.result_message
+
+
+async def test_update_moves_the_end_of_an_activation_only(stub, admin, user, clock, conn, tenant):
+    oid, me = user
+    assignment = await create(stub, admin, oid)
+
+    def update(hours: float):
+        request = pb.UpdateRoleAssignmentRequest(id=assignment.id)
+        request.expiration_date_time.FromDatetime(clock.now() + timedelta(hours=hours))
+        return stub.UpdateRoleAssignment(request, metadata=admin), request.expiration_date_time
+
+    await fails(update(2)[0], grpc.StatusCode.FAILED_PRECONDITION)  # permanent: no end to move
+    await stub.MakeEligible(pb.MakeEligibleRequest(id=assignment.id), metadata=admin)
+    await fails(update(2)[0], grpc.StatusCode.FAILED_PRECONDITION)  # inactive: its user activates it
+    await stub.SelfActivate(pb.SelfActivateRequest(role_id=MANAGER, reason="On call", duration="min"), metadata=me)
+    call, end = update(3)
+    moved = await call
+    assert moved.is_elevated and moved.expiration_date_time == end
+    got = await stub.GetRoleAssignment(pb.GetRoleAssignmentRequest(id=assignment.id), metadata=admin)
+    assert got.expiration_date_time == end
+    for hours in (-1, 0, 24.5):
+        await fails(update(hours)[0], grpc.StatusCode.INVALID_ARGUMENT)
+    await fails(stub.UpdateRoleAssignment(pb.UpdateRoleAssignmentRequest(id=assignment.id), metadata=admin),
+                grpc.StatusCode.INVALID_ARGUMENT)
+    await fails(stub.UpdateRoleAssignment(pb.UpdateRoleAssignmentRequest(id=assignment.id), metadata=me),
+                grpc.StatusCode.PERMISSION_DENIED)  # its user is no role administrator
+    rows = await audit_rows(conn, tenant)
+    assert (rows[-1]["activity"], rows[-1]["old_state"], rows[-1]["new_state"]) == \
+        ("Update PrivilegedRoleAssignment", "active", "active")

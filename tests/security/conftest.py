@@ -225,7 +225,9 @@ def fill(route: Route, world: World) -> list[str]:
     paths = [route.template]
     if "{action}" in route.template:
         paths = [route.template.replace("{action}", a) for a in elevation_requests.ACTIONS]
-    values = {"{tenantId}": world.tenant, "{roleId}": MANAGER, "{roleDefinitionId}": READER,
+    # {roleId}: the role of ids["assignment"], so that /privilegedRoles/{roleId}/assignments/{assignmentId} exists
+    values = {"{tenantId}": world.tenant, "{roleId}": READER, "{assignmentId}": world.ids["assignment"],
+              "{roleDefinitionId}": READER,
               "{sha256}": world.ids["hash"]}
     if "{id}" in route.template:
         prefix = max((p for p in ID_OF if route.template.startswith(p)), key=len, default=None)
@@ -252,6 +254,7 @@ def body(route: Route, world: World):
         elevation_requests.update: {"requestJustification": "Changed"}, elevation_requests.review: {},
         role_assignments.create: {"userId": str(uuid.uuid4()), "roleId": MANAGER},
         role_assignments.self_activate: {"reason": "On call"},
+        role_assignments.update: {"expirationDateTime": (world.clock.now() + timedelta(hours=1)).isoformat()},
         reputation.analyze_file: {"file": {"fileHash": hash_}}, reputation.lookup: {"hashes": [hash_]},
         reputation.create_rule: {"kind": "publisherName", "value": f"Rule {uuid.uuid4()}", "blocked": True},
         managed_devices.create: device_body(f"DEV-{uuid.uuid4().hex[:8]}"),

@@ -225,7 +225,8 @@ def each(channel, method, metadata: dict) -> dict:
 
 
 def _expected_control(method) -> bool:
-    return method.name != "SelfActivate"  # an application cannot activate a role for itself: checked below
+    # an application cannot activate (or deactivate) a role for itself: checked below
+    return method.name not in ("SelfActivate", "SelfDeactivate")
 
 
 async def test_every_rpc_refuses_every_bad_token_and_checks_its_permission(sync_channels, settings, untouched, figures):
@@ -401,6 +402,10 @@ async def test_nobody_grants_themselves_a_role_and_assignments_have_no_scopes(cl
     async with untouched(fresh.id):
         await call(client, "POST", role_assignments.PATH, user, 403, json={"userId": oid, "roleId": MANAGER})
         await call(client, "POST", f"{role_assignments.PATH}/{assignment}/makePermanent", user, 403, json={})
+        # nor moves the end of an activation: only a role administrator does (with the activating scope too)
+        later = {"expirationDateTime": "2099-01-01T00:00:00Z"}
+        for who in (user, fresh.user(oid, ACTIVATING)):
+            await call(client, "PATCH", f"{role_assignments.PATH}/{assignment}", who, 403, json=later)
         await call(client, "POST", SELF_ACTIVATE, fresh.user(oid), 403, json={"reason": "x"})  # not its scope
         # a reader cannot activate a role it does not hold
         await call(client, "POST", SELF_ACTIVATE, fresh.user(oid, ACTIVATING), 404, json={"reason": "Let me in"})

@@ -29,7 +29,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from gateway import batch, elevation_requests, elevations, managed_devices, support
+from gateway import batch, elevation_requests, elevations, managed_devices, role_assignments, support
 from gateway.openapi import document
 from services.common.odata import MAX_LENGTH
 from services.events import model as events_model
@@ -45,6 +45,7 @@ EXAMPLES = 6  # generated cases per operation and mode: ~900 requests
 LIMIT = 4 * 1024 * 1024  # client_max_size in gateway/app.py
 META = ("' OR 1=1 --", "'; DROP TABLE requests.elevation_requests; --", "\\", "%", "_", "a\x00b", "\") OR (\"1\"=\"1")
 HEX = "0123456789abcdef" * 4
+READER = "7f2d6a3c-0b1e-4c5d-9e8f-100000000002"  # Endpoint Privilege Reader
 
 
 @pytest.fixture
@@ -294,11 +295,23 @@ async def _hostile_filters(client: aiohttp.ClientSession, path: str, name: str) 
             assert response.status == 200, (what, await response.text())
 
 
+async def _with_parent(client, path: str) -> str:
+    """`path` naming a real assignment (and its role) when it is a navigation of one or of a role: a missing parent
+    is a 404, whatever the $filter."""
+    pim = path.startswith((role_assignments.PATH, role_assignments.ROLES_PATH))
+    if not (pim and ("{id}" in path or "{roleId}" in path)):
+        return path
+    async with client.post(role_assignments.PATH, json={"userId": str(uuid.uuid4()), "roleId": READER}) as made:
+        assert made.status == 201, await made.text()
+        return path.replace("{id}", (await made.json())["id"]).replace("{roleId}", READER)
+
+
 @pytest.mark.parametrize("path", FILTER_ROUTES)
 async def test_hostile_filters_are_a_clean_400(client, tenant, path):
     collection = path.removesuffix("/$count").removesuffix("/summary")
     fields = COLLECTIONS.get(collection, {"id": None})
-    await _hostile_filters(client, url(path, tenant), "id" if "id" in fields else next(iter(fields)))
+    await _hostile_filters(client, url(await _with_parent(client, path), tenant),
+                           "id" if "id" in fields else next(iter(fields)))
 
 
 async def test_invalid_utf8_in_the_query_string_and_path(client, gateway_url, app_token):

@@ -135,8 +135,10 @@ def test_bound_operations_are_the_routed_ones(schema):
     assert found["makeEligible"] == ("Action", assignment, [], assignment)
     assert found["selfActivate"][1:] == (f"{NS}.privilegedRole", [(n, "Edm.String") for n in (
         "reason", "ticketNumber", "ticketSystem", "duration")], assignment)
+    assert found["selfDeactivate"] == ("Action", f"{NS}.privilegedRole", [], assignment)
     assert "analyze" not in found and "summary" not in found and "ingest" not in found  # extensions
-    assert len(found) == 9
+    assert "settings" not in found and "assignments" not in found  # navigations, not operations
+    assert len(found) == 10
 
 
 def test_the_service_document_lists_the_container():

@@ -8,6 +8,8 @@ from aiohttp import web
 from epm.requests.v1 import elevation_request_service_pb2 as pb
 from epm.requests.v1 import elevation_request_service_pb2_grpc as pb_grpc
 
+from services.common import optional
+
 from . import graphjson, query
 from .errors import GraphError, bad_request
 from .graph import (
@@ -71,7 +73,8 @@ def _json(message: pb.ElevationRequest, new_members: bool = True) -> dict:
     """The Graph entity; the verdict attached by the reputation service (not a Graph property) rides along as
     the instance annotation @epm.reputation, which Graph clients ignore. Without `new_members`, a status Graph
     added after unknownFutureValue (revoked, completed) is shown as unknownFutureValue."""
-    entity = {**graphjson.to_json(message, TYPE, skip=NOT_GRAPH, unknown_members=new_members),
+    entity = {**graphjson.to_json(message, TYPE, optional.ELEVATION_REQUEST, skip=NOT_GRAPH,
+                                  unknown_members=new_members),
               "@odata.etag": etag_of(message)}
     if message.HasField("reputation"):
         summary = graphjson.to_json(message.reputation)

@@ -7,6 +7,7 @@ from epm.events.v1 import elevation_event_service_pb2 as pb
 from epm.events.v1 import elevation_event_service_pb2_grpc as pb_grpc
 from google.protobuf import field_mask_pb2
 
+from services.common import optional
 from services.common.auth import EVENTS_WRITE, not_authorized
 
 from . import graphjson, query
@@ -29,7 +30,6 @@ from .graph import (
 PATH = "/beta/deviceManagement/privilegeManagementElevations"
 ENTITY_SET = "deviceManagement/privilegeManagementElevations"
 TYPE = "privilegeManagementElevation"
-NULL_WHEN_EMPTY = frozenset({"justification"})
 PROPERTIES = frozenset(f.json_name for f in pb.ElevationEvent.DESCRIPTOR.fields)
 SEARCHABLE = ("filePath", "upn", "deviceName")  # what $search looks in (the file path holds its name)
 INGEST_MAX = 1000  # events per POST …/ingest: one batch, one transaction
@@ -46,7 +46,7 @@ def _entity(request: web.Request, event: pb.ElevationEvent, select: tuple[str, .
 
 
 def _json(event: pb.ElevationEvent) -> dict:
-    return graphjson.to_json(event, TYPE, NULL_WHEN_EMPTY)
+    return graphjson.to_json(event, TYPE, optional.ELEVATION_EVENT)
 
 
 async def create(request: web.Request) -> web.Response:

@@ -77,7 +77,8 @@ def iso(seconds: int, nanos: int) -> str:
 
 def to_json(message: Message, type_name: str | None = None, null_when_empty: frozenset[str] = frozenset(),
             skip: frozenset[str] = frozenset(), unknown_members: bool = True) -> dict:
-    """Every property, Graph-named; enums by member name, unset timestamps and objects as null. Without
+    """Every property, Graph-named; enums by member name, unset timestamps and objects as null, and the strings
+    named in `null_when_empty` (an object's as "object/property") as null when empty. Without
     `unknown_members` (Prefer: include-unknown-enum-members), an enum member after unknownFutureValue is shown as
     unknownFutureValue."""
     return _converter(message.DESCRIPTOR, type_name, null_when_empty, skip, unknown_members)(message)
@@ -95,6 +96,8 @@ def _converter(descriptor: Descriptor, type_name: str | None, null_when_empty: f
         lambda message: tuple(getattr(message, f) for f in fields)  # attrgetter of one name gives no tuple
     special = tuple(step for step in plan if step[2] != SCALAR or step[4] or step[0] in null_when_empty)
     odata_type = f"#microsoft.graph.{type_name or graph_type(descriptor)}"
+    inner = {name: frozenset(n.split("/", 1)[1] for n in null_when_empty if n.startswith(f"{name}/"))
+             for name, _, kind, *_ in plan if kind == OBJECT}
 
     def convert(message: Message) -> dict:
         out = {"@odata.type": odata_type}
@@ -107,7 +110,8 @@ def _converter(descriptor: Descriptor, type_name: str | None, null_when_empty: f
             elif kind == TIME:
                 out[name] = iso(value.seconds, value.nanos) if message.HasField(field) else None
             elif kind == OBJECT:
-                out[name] = to_json(value, unknown_members=unknown_members) if message.HasField(field) else None
+                out[name] = to_json(value, None, inner[name], unknown_members=unknown_members) \
+                    if message.HasField(field) else None
             elif kind == ENUM:
                 out[name] = detail[0 if unknown_members else 2].get(value, detail[1])
             elif value == "":  # a scalar in null_when_empty

@@ -9,6 +9,8 @@ from aiohttp import web
 from epm.requests.v1 import managed_device_service_pb2 as pb
 from epm.requests.v1 import managed_device_service_pb2_grpc as pb_grpc
 
+from services.common import optional
+
 from . import graphjson, query
 from .errors import bad_request
 from .graph import (
@@ -36,7 +38,7 @@ def _stub(request: web.Request) -> pb_grpc.ManagedDeviceServiceStub:
 
 def _json(device: pb.ManagedDevice) -> dict:
     discovery = graphjson.to_json(device)
-    return {**graphjson.to_json(device, TYPE, skip=NOT_GRAPH),
+    return {**graphjson.to_json(device, TYPE, optional.MANAGED_DEVICE, skip=NOT_GRAPH),
             "@epm.discovery": {name: discovery[name] for name in NOT_GRAPH}}
 
 

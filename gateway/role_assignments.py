@@ -8,6 +8,8 @@ from aiohttp import web
 from epm.requests.v1 import role_assignment_service_pb2 as pb
 from epm.requests.v1 import role_assignment_service_pb2_grpc as pb_grpc
 
+from services.common import optional
+
 from . import graphjson, query
 from .errors import GraphError, bad_request
 from .graph import (
@@ -33,7 +35,6 @@ PATH = "/beta/privilegedRoleAssignments"
 ROLES_PATH = "/beta/privilegedRoles"
 ENTITY_SET = "privilegedRoleAssignments"
 TYPE = "privilegedRoleAssignment"
-NULL_WHEN_EMPTY = frozenset({"resultMessage"})
 PROPERTIES = frozenset(f.json_name for f in pb.RoleAssignment.DESCRIPTOR.fields)
 WRITABLE = frozenset({"expiration_date_time"})
 ROLE_INFO = "roleInfo"  # the one navigation property of an assignment
@@ -49,7 +50,7 @@ def _stub(request: web.Request) -> pb_grpc.RoleAssignmentServiceStub:
 
 def _json(assignment: pb.RoleAssignment, select: tuple[str, ...] = (), roles: dict | None = None) -> dict:
     """The assignment; with `roles` (id -> pb.Role, for $expand=roleInfo) its roleInfo too."""
-    body = graphjson.to_json(assignment, TYPE, NULL_WHEN_EMPTY)
+    body = graphjson.to_json(assignment, TYPE, optional.ROLE_ASSIGNMENT)
     if roles is not None:
         body[ROLE_INFO] = _role_json(roles[assignment.role_id])
         select = select and (*select, ROLE_INFO)

@@ -8,6 +8,8 @@ from aiohttp import web
 from epm.requests.v1 import subscription_service_pb2 as pb
 from epm.requests.v1 import subscription_service_pb2_grpc as pb_grpc
 
+from services.common import optional
+
 from . import graphjson
 from .errors import bad_request
 from .graph import call_options, entity_body, located, member, read_json, reply, service_root, stub
@@ -16,7 +18,6 @@ PATH = "/beta/subscriptions"
 ENTITY_SET = "subscriptions"
 READ_ONLY = frozenset({"id", "applicationId", "creatorId", "delivery"})
 ACCEPTED_AS_IS = {"latestSupportedTlsVersion": "v1_2", "includeResourceData": False}  # what Graph SDKs send
-NULL_WHEN_EMPTY = frozenset({"clientState", "applicationId"})
 NOT_GRAPH = frozenset({"delivery"})  # shown as the annotation @epm.delivery
 
 
@@ -25,7 +26,7 @@ def _stub(request: web.Request) -> pb_grpc.SubscriptionServiceStub:
 
 
 def _json(subscription: pb.Subscription) -> dict:
-    body = graphjson.to_json(subscription, "subscription", NULL_WHEN_EMPTY, skip=NOT_GRAPH)
+    body = graphjson.to_json(subscription, "subscription", optional.SUBSCRIPTION, skip=NOT_GRAPH)
     body["@epm.delivery"] = {k: v for k, v in graphjson.to_json(subscription.delivery).items()
                              if k != "@odata.type"}
     return body

@@ -35,7 +35,7 @@ class Field:
     type: str  # one of FIELD_TYPES
     enum_values: tuple[str, ...] = ()  # for "enum": the Graph member names, which the column stores as text
     casefold: bool = False  # string compared case-insensitively (column and literal lowered)
-    empty_is_null: bool = False  # string column stores '' for null
+    empty_is_null: bool = False  # string column stores '' for null (services/common/optional.py)
     # for "enum": member -> the SQL of `property eq member`, when the column is an expression no index serves
     # (e.g. a status derived from a stored one and the time) but an equivalent condition on the stored columns is
     equals: Callable[[str], str] | None = None
@@ -521,6 +521,8 @@ class _Compiler:
         if op not in ("eq", "ne") and field.type in ("bool", "enum"):
             raise ODataError(f"The operator '{op}' cannot be used with the {field.type} property '{name}'.")
         column, (value,) = _folded(field, [_value(name, field, literal)])
+        if op not in ("eq", "ne") or value == "":
+            column = _nulled(field, column)
         if field.equals and op in ("eq", "ne"):  # an allowlisted member: its SQL is constant
             return field.equals(value) if op == "eq" else f"NOT ({field.equals(value)})"
         return f"{column} {SQL_OPERATORS[op]} {self.bind(value)}"
@@ -536,17 +538,19 @@ class _Compiler:
         if not isinstance(node.operand, VALUES):
             raise ODataError(f"The left side of 'in' at position {node.pos} must be a property.")
         field, name = self.operand(node.operand)
-        if any(value.kind == "null" for value in node.values):
-            raise ODataError(f"null is not allowed in the 'in' list for property '{name}'.")
-        column, values = _folded(field, [_value(name, field, value) for value in node.values])
-        if field.equals:
-            return "(" + " OR ".join(field.equals(value) for value in values) + ")"
-        return f"{column} IN ({', '.join(self.bind(value) for value in values)})"
+        literals = [value for value in node.values if value.kind != "null"]
+        matches = [self.null_comparison(name, field, "eq")] if len(literals) < len(node.values) else []
+        if literals:
+            column, values = _folded(field, [_value(name, field, value) for value in literals])
+            column = _nulled(field, column) if "" in values else column
+            matches.append("(" + " OR ".join(field.equals(value) for value in values) + ")" if field.equals
+                           else f"{column} IN ({', '.join(self.bind(value) for value in values)})")
+        return matches[0] if len(matches) == 1 else "(" + " OR ".join(matches) + ")"
 
     def call(self, node: Call) -> str:
         """contains(), startswith(), endswith(): a string value LIKE a pattern from a literal."""
-        column = self.argument(node, node.args[0], "string").column
-        literal = node.args[1]
+        arg = self.argument(node, node.args[0], "string")
+        column, literal = _nulled(arg, arg.column), node.args[1]
         if not (isinstance(literal, Literal) and literal.kind in ("string", "guid")):
             raise ODataError(f"The second argument of {node.name}() at position {node.pos} must be a string literal.")
         pattern = LIKE_PATTERNS[node.name].format(_escape_like(literal.value))
@@ -561,8 +565,7 @@ class _Compiler:
             raise ODataError(f"{node.name}() at position {node.pos} is a condition, not a value.")
         function = FUNCTIONS[node.name]
         arg = self.argument(node, node.args[0], function.args[0])
-        column = f"NULLIF({arg.column}, '')" if arg.empty_is_null else arg.column  # '' is null: so is f('')
-        return Field(function.sql.format(column), function.result), _name(node)
+        return Field(function.sql.format(_nulled(arg, arg.column)), function.result), _name(node)  # f(null) is null
 
     def argument(self, call: Call, arg: Node, wanted: str) -> Field:
         """The Field of a function's value argument, checked to be of the `wanted` type."""
@@ -614,6 +617,12 @@ def _value(name: str, field: Field, literal: Literal):
             return value.date()
         raise ODataError(f"{_shorten(literal.text)} is not a valid date (YYYY-MM-DD) for '{name}'.")
     raise ODataError(f"The literal {_shorten(literal.text)} does not fit the {field.type} property '{name}'.")
+
+
+def _nulled(field: Field, column: str) -> str:
+    """`column` where '' stands for null (an empty_is_null Field) made null, for the comparisons a stored '' must
+    not pass as a value: `eq ''` (no value is '': it is null), gt/ge/lt/le (null is not less than 'b')."""
+    return f"NULLIF({column}, '')" if field.empty_is_null else column
 
 
 def _folded(field: Field, values: list) -> tuple[str, list]:

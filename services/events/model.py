@@ -12,6 +12,7 @@ from epm.events.v1 import elevation_event_service_pb2 as pb
 
 from ..common.enums import graph_names, graph_numbers, to_graph
 from ..common.odata import Field
+from ..common.optional import ELEVATION_EVENT, marked
 from ..common.timestamps import set_time
 
 # Ids are UUIDv5 of "deviceId|eventDateTime" in this namespace: a re-sent event gets the same id.
@@ -70,11 +71,11 @@ def _field(column: str) -> Field:
         return Field(column, "bool")
     if column == "id":
         return Field("id::text", "string", casefold=True)
-    return Field(column, "string", casefold=column == "hash", empty_is_null=column == "justification")
+    return Field(column, "string", casefold=column == "hash")
 
 
 # What $filter and $orderby may name: Graph property -> column.
-FIELDS: dict[str, Field] = {graph_name(c): _field(c) for c in COLUMNS}
+FIELDS: dict[str, Field] = marked({graph_name(c): _field(c) for c in COLUMNS}, ELEVATION_EVENT)
 
 
 def micros(event: pb.ElevationEvent) -> int:

@@ -18,6 +18,7 @@ from ..common import errors, listing, paging
 from ..common.auth import CONFIG_WRITE, DEVICES_READ, DEVICES_WRITE, TokenVerifier, authorize
 from ..common.enums import graph_numbers, to_graph
 from ..common.odata import Field, ODataError
+from ..common.optional import MANAGED_DEVICE, marked
 from ..common.timestamps import set_time
 
 READ = (DEVICES_READ, DEVICES_WRITE)
@@ -48,7 +49,8 @@ def _field(column: str) -> Field:
     return Field(column, "string", casefold=column in ("device_name", "user_principal_name"))
 
 
-FIELDS = {"id": Field("id::text", "string", casefold=True), **{_JSON[c]: _field(c) for c in SET_BY_ADMIN}}
+FIELDS = marked({"id": Field("id::text", "string", casefold=True), **{_JSON[c]: _field(c) for c in SET_BY_ADMIN}},
+                MANAGED_DEVICE)
 
 # Seen devices: new ones join; known ones only get what they lack and a later last seen time.
 _KEEP = ", ".join(f"{c} = CASE WHEN d.{c} = '' THEN excluded.{c} ELSE d.{c} END"

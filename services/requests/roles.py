@@ -31,6 +31,7 @@ from ..common.auth import (
     authorize,
 )
 from ..common.odata import Field, ODataError
+from ..common.optional import ROLE_ASSIGNMENT, marked
 from ..common.timestamps import set_time
 from .store import Actor, audit
 
@@ -67,14 +68,14 @@ LISTED = ("(SELECT a.*, r.name AS role_name, a.user_id || '_' || a.role_id AS id
           "(NOT a.eligible OR coalesce(a.active_until > $2, false)) AS is_elevated, "
           "CASE WHEN a.eligible AND a.active_until > $2 THEN a.active_until END AS expiration "
           f"{_FROM} WHERE a.tenant_id = $1) s WHERE ($3 = '' OR user_id = $3) AND ($4 = '' OR role_id::text = $4)")
-FIELDS = {
+FIELDS = marked({
     "id": Field("id", "string", casefold=True),
     "userId": Field("user_id", "string", casefold=True),
     "roleId": Field("role_id::text", "string", casefold=True),
     "isElevated": Field("is_elevated", "bool"),
     "expirationDateTime": Field("expiration", "datetime"),
-    "resultMessage": Field("result_message", "string", empty_is_null=True),
-}
+    "resultMessage": Field("result_message", "string"),
+}, ROLE_ASSIGNMENT)
 UNORDERABLE = frozenset({"expirationDateTime"})  # null for permanent and inactive ones: no keyset order
 SUMMARY = ("SELECT count(*) AS users, count(*) FILTER (WHERE eligible) AS managed, "
            "count(*) FILTER (WHERE NOT eligible OR active_until > $3) AS elevated "

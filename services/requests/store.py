@@ -12,6 +12,7 @@ import asyncpg
 
 from ..common import db, listing
 from ..common.odata import Field
+from ..common.optional import ELEVATION_REQUEST, marked
 from .lifecycle import TRANSITIONS, Action, Policy, State, effective, transition
 
 TABLE = "requests.elevation_requests"
@@ -38,7 +39,7 @@ _DETAIL = {
     "productVersion": "product_version",
 }
 DETAIL = tuple(_DETAIL.values())  # the application detail's columns, named as its proto fields
-FIELDS: dict[str, Field] = {
+FIELDS: dict[str, Field] = marked({
     "id": Field("id::text", "string", casefold=True),
     "requestedByUserId": Field("requested_by_user_id", "string"),
     "requestedByUserPrincipalName": Field("requested_by_upn", "string"),
@@ -55,7 +56,7 @@ FIELDS: dict[str, Field] = {
     "reviewerJustification": Field("reviewer_justification", "string"),
     **{f"applicationDetail/{name}": Field(column, "string", casefold=name == "fileHash")
        for name, column in _DETAIL.items()},
-}
+}, ELEVATION_REQUEST)
 UNORDERABLE = frozenset({"reviewCompletedDateTime"})  # nullable: no keyset on it
 SCOPED = f"{TABLE} WHERE tenant_id = $1 AND $2::timestamptz IS NOT NULL"  # $2: now, for EFFECTIVE_STATUS
 AUDIT_SCOPED = "requests.audit_events WHERE tenant_id = $1"

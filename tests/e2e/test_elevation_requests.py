@@ -142,8 +142,8 @@ async def test_create_returns_the_graph_entity(client, requester, manager, clock
     # the requester is the signed-in user, whatever the body says
     assert (created["requestedByUserId"], created["requestedByUserPrincipalName"]) == (requester.oid, requester.upn)
     assert created["status"] == "pending"
-    assert created["reviewCompletedByUserId"] == "" and created["reviewCompletedByUserPrincipalName"] == ""
-    assert created["reviewCompletedDateTime"] is None and created["reviewerJustification"] == ""
+    assert created["reviewCompletedByUserId"] is None and created["reviewCompletedByUserPrincipalName"] is None
+    assert created["reviewCompletedDateTime"] is None and created["reviewerJustification"] is None
     assert (created["requestedOnDeviceId"], created["deviceName"]) == ("device-1", "LAPTOP-01")
     assert created["requestJustification"] == "Installing dev tools"
     assert set(created["applicationDetail"]) == DETAIL_KEYS
@@ -172,6 +172,27 @@ async def test_without_any_odata_type_a_minimal_request_is_enough(client, reques
     assert created["applicationDetail"]["fileHash"] == sha("a.exe")
     assert created["applicationDetail"]["fileName"] == "" and created["requestJustification"] == ""
     assert created["applicationDetail"]["@odata.type"] == DETAIL_TYPE
+    assert created["applicationDetail"]["productName"] is None  # optional in Graph: absent is null
+
+
+async def test_optional_strings_are_null_written_as_null_and_filtered_with_null(client, requester, manager):
+    detail = {**body()["applicationDetail"], "productName": None, "publisherName": None}
+    bare = await create(client, requester, device="d-null", applicationDetail=detail)
+    assert bare["applicationDetail"]["productName"] is None and bare["applicationDetail"]["publisherName"] is None
+    named = await create(client, requester, device="d-null", file="code.exe")
+    await act(client, manager, named["id"], "approve", json={"reviewerJustification": "INC-7"})
+    cases = {
+        "reviewCompletedByUserId eq null": {bare["id"]},
+        "reviewCompletedByUserId ne null": {named["id"]},
+        "reviewerJustification in (null, 'INC-7')": {bare["id"], named["id"]},
+        "reviewerJustification eq ''": set(),  # no value is '': an absent one is null
+        "applicationDetail/productName eq null": {bare["id"]},
+        "applicationDetail/productName ne null": {named["id"]},
+        "length(applicationDetail/publisherName) gt 0": {named["id"]},
+    }
+    for query, expected in cases.items():
+        found = await listed(client, manager, f"$filter=requestedOnDeviceId eq 'd-null' and ({query})")
+        assert {r["id"] for r in found} == expected, query
 
 
 async def test_an_application_must_name_the_requester(client, app):
@@ -400,7 +421,7 @@ async def test_approve_then_revoke(client, requester, manager, clock):
     assert graph_view(await call(client, "GET", f"{PATH}/{created['id']}", manager)) == graph_view(approved)
 
     revoked = await act(client, manager.headers | NEW_MEMBERS, created["id"], "revoke")  # no body at all
-    assert revoked["status"] == "revoked" and revoked["reviewerJustification"] == ""
+    assert revoked["status"] == "revoked" and revoked["reviewerJustification"] is None
     assert revoked["reviewCompletedByUserId"] == manager.oid
 
 
@@ -409,7 +430,7 @@ async def test_deny_with_every_kind_of_empty_body(client, requester, manager):
     for i, given in enumerate(bodies):
         created = await create(client, requester, file=f"f{i}.exe")
         denied = await act(client, manager, created["id"], "deny", json=given)
-        assert denied["status"] == "denied" and denied["reviewerJustification"] == ""
+        assert denied["status"] == "denied" and denied["reviewerJustification"] is None
         assert denied["reviewCompletedByUserId"] == manager.oid
         assert when(denied["requestExpiryDateTime"]) == when(created["requestExpiryDateTime"])  # no window
     created = await create(client, requester, file="empty.exe")
@@ -609,7 +630,7 @@ async def test_an_application_reviews_without_a_role(client, requester, app):
     created = await create(client, requester)
     assert [r["id"] for r in await listed(client, app)] == [created["id"]]
     approved = await act(client, app, created["id"], "approve", json={"reviewerJustification": "Automation"})
-    assert approved["status"] == "approved" and approved["reviewCompletedByUserPrincipalName"] == ""
+    assert approved["status"] == "approved" and approved["reviewCompletedByUserPrincipalName"] is None  # no UPN
     assert approved["reviewCompletedByUserId"]  # the application's object id
 
 

@@ -338,3 +338,31 @@ async def test_ingest_refuses_a_body_that_is_no_batch(http, body):
         assert "1 to 1000" in await error_of(resp, 400)
     async with http.get(PATH + "/$count") as resp:
         assert await resp.text() == "0"
+
+
+OPTIONAL = ("productName", "companyName", "fileVersion", "internalName", "fileDescription", "justification",
+            "certificatePayload", "ruleId", "policyId", "policyName", "parentProcessName")
+
+
+async def test_optional_strings_are_null_when_absent_written_as_null_and_filtered_with_null(http):
+    bare = await post(http, {k: v for k, v in event(deviceId="device-n").items() if k not in OPTIONAL})
+    assert all(bare[name] is None for name in OPTIONAL), bare
+    assert bare["deviceId"] == "device-n" and bare["upn"] == "adele@contoso.example"
+    full = await post(http, event(deviceId="device-n", eventDateTime=(NOW - timedelta(hours=2)).isoformat()))
+    async with http.patch(f"{PATH}/{full['id']}", json={"ruleId": None, "productName": "Git 2"}) as resp:
+        assert resp.status == 200, await resp.text()
+        assert (await resp.json())["ruleId"] is None
+    fetched = {k: v for k, v in bare.items() if not k.startswith("@odata.context")}
+    async with http.patch(f"{PATH}/{bare['id']}", json={**fetched, "policyName": "Sent back"}) as resp:
+        assert resp.status == 200, await resp.text()  # its nulls are the stored values: not changes
+    cases = {
+        "productName eq null": {bare["id"]},
+        "productName ne null": {full["id"]},
+        "ruleId eq null": {bare["id"], full["id"]},
+        "policyId in (null, 'nothing')": {bare["id"]},
+        "companyName eq ''": set(),  # no value is '': an absent one is null
+        "tolower(parentProcessName) eq 'explorer.exe'": {full["id"]},
+    }
+    for query, expected in cases.items():
+        found = await values(http, f"$filter=deviceId eq 'device-n' and ({query})")
+        assert {e["id"] for e in found} == expected, query

@@ -94,8 +94,8 @@ async def test_the_official_sdk_reviews_elevation_requests(requester, reviewer, 
     assert created.status == ElevationRequestState.Pending
     assert (created.requested_by_user_id, created.requested_by_user_principal_name) == (
         requester_id, "adele@contoso.example")
-    assert created.review_completed_by_user_id == "" and created.review_completed_by_user_principal_name == ""
-    assert created.review_completed_date_time is None and created.reviewer_justification == ""
+    assert created.review_completed_by_user_id is None and created.review_completed_by_user_principal_name is None
+    assert created.review_completed_date_time is None and created.reviewer_justification is None
     assert created.application_detail.odata_type == "#microsoft.graph.elevationRequestApplicationDetail"
     assert created.application_detail.file_hash == sha("git.exe") and created.application_detail.file_name == "git.exe"
     assert created.request_created_date_time.tzinfo is not None
@@ -124,6 +124,10 @@ async def test_the_official_sdk_reviews_elevation_requests(requester, reviewer, 
     fetched = await item.get()
     assert fetched.id == created.id and fetched.status == ElevationRequestState.Pending
     assert fetched.application_detail.product_version == "1.0.0.0"
+    assert fetched.review_completed_by_user_id is None  # not reviewed yet: null, as Graph has it
+    unreviewed = await admin.get(RequestConfiguration(query_parameters=Query(
+        filter="reviewCompletedByUserId eq null and requestedOnDeviceId eq 'SDK-DEVICE-1'")))
+    assert sorted(r.id for r in unreviewed.value) == sorted((created.id, third.id))
 
     # update the justification while pending
     patched = await item.patch(PrivilegeManagementElevationRequest(request_justification="For INC-7"))
@@ -139,7 +143,7 @@ async def test_the_official_sdk_reviews_elevation_requests(requester, reviewer, 
 
     # deny another with an empty body; an invalid transition is an ODataError 409 naming the state
     denied = await admin.by_privilege_management_elevation_request_id(denied_one.id).deny.post(DenyPostRequestBody())
-    assert denied.status == ElevationRequestState.Denied and denied.reviewer_justification == ""
+    assert denied.status == ElevationRequestState.Denied and denied.reviewer_justification is None
     with pytest.raises(ODataError) as err:
         await admin.by_privilege_management_elevation_request_id(denied_one.id).approve.post(
             ApprovePostRequestBody(reviewer_justification="Changed my mind"))

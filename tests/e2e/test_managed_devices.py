@@ -107,6 +107,15 @@ async def test_a_device_without_an_id_gets_one_and_unknown_dates_are_null(http):
     assert created["enrolledDateTime"] is None and created["lastSyncDateTime"] is None
 
 
+async def test_optional_strings_are_null_when_absent_and_filtered_with_null(http):
+    bare = await register(http, deviceName="BARE-PC", serialNumber=None, model=None, manufacturer=None)
+    assert bare["serialNumber"] is None and bare["model"] is None and bare["manufacturer"] is None
+    assert bare["deviceName"] == "BARE-PC" and bare["operatingSystem"] == "Windows"
+    await register(http, deviceName="FULL-PC")
+    assert await names(http, "$filter=serialNumber eq null") == ["BARE-PC"]
+    assert await names(http, "$filter=model ne null") == ["FULL-PC"]
+
+
 async def test_an_id_can_be_registered_once(http):
     created = await register(http)
     async with http.post(PATH, json=device(id=created["id"], deviceName="OTHER")) as resp:

@@ -6,7 +6,9 @@ from yarl import URL
 
 from gateway import graphjson, query
 from gateway.errors import GraphError
+from services.common import optional
 from services.common.enums import graph_names, to_graph
+from services.common.odata import Field
 
 PROPS = frozenset({"id", "result", "deviceId"})
 ALL = frozenset({"filter", "orderby", "top", "skip", "skiptoken", "count", "select"})
@@ -221,3 +223,21 @@ def test_search_needs_consistency_level_eventual(headers):
 def test_search_on_a_resource_without_searchable_properties_is_400():
     assert "not supported on this resource" in error_of(
         lambda: query.search_filter(query.QueryOptions(search='"a"'), EVENTUAL, ()))
+
+
+def test_optional_strings_of_a_request_and_its_application_detail_are_null_when_empty():
+    request = requests_pb.ElevationRequest(id="r", requested_on_device_id="d")
+    request.application_detail.file_name = "a.exe"
+    body = graphjson.to_json(request, "privilegeManagementElevationRequest", optional.ELEVATION_REQUEST)
+    assert body["reviewCompletedByUserId"] is None and body["reviewerJustification"] is None
+    assert body["requestedOnDeviceId"] == "d" and body["id"] == "r"  # required: strings
+    detail = body["applicationDetail"]
+    assert detail["productName"] is None and detail["publisherName"] is None
+    assert detail["fileName"] == "a.exe" and detail["fileHash"] == ""  # required: strings
+
+
+def test_optional_names_must_be_in_the_field_table():
+    fields = {"a": Field("a", "string"), "b": Field("b", "string")}
+    assert [f.empty_is_null for f in optional.marked(fields, frozenset({"b"})).values()] == [False, True]
+    with pytest.raises(ValueError, match="'c'"):
+        optional.marked(fields, frozenset({"c"}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -57,30 +58,32 @@ async def _drain(requests) -> None:
             return
 
 
+@contextlib.asynccontextmanager
+async def _drained_on_failure(requests):
+    """When the method fails (other than by aborting), the rest of its requests is read before the error goes out."""
+    try:
+        yield
+    except grpc.aio.AbortError:
+        raise
+    except Exception:
+        await _drain(requests)
+        raise
+
+
 def _draining(behavior):
     """A client-streaming method's behavior that, when it fails, reads the rest of its requests before the error."""
     async def call(requests, context: grpc.aio.ServicerContext):
-        try:
+        async with _drained_on_failure(requests):
             return await behavior(requests, context)
-        except grpc.aio.AbortError:
-            raise
-        except Exception:
-            await _drain(requests)
-            raise
     return call
 
 
 def _draining_stream(behavior):
     """The same for a method that streams both ways."""
     async def call(requests, context: grpc.aio.ServicerContext):
-        try:
+        async with _drained_on_failure(requests):
             async for response in behavior(requests, context):
                 yield response
-        except grpc.aio.AbortError:
-            raise
-        except Exception:
-            await _drain(requests)
-            raise
     return call
 
 

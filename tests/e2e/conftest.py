@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import uuid
 
+import aiohttp
 import pytest
 from kiota_abstractions.authentication import BaseBearerTokenAuthenticationProvider
 from msgraph_beta import GraphRequestAdapter, GraphServiceClient
@@ -14,6 +15,7 @@ from playwright.async_api import async_playwright
 
 from tests.claims import ROLE_ADMIN
 
+from ..receiver import Receiver
 from .people import Person
 from .test_graph_sdk import StaticToken
 from .test_role_assignments import MANAGER, READER, assign, auth
@@ -22,6 +24,22 @@ CHROMIUM = "/usr/bin/chromium"  # Debian's package: Playwright cannot download i
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 LAPTOP = {"width": 1440, "height": 900}
+
+
+@pytest.fixture
+async def client(gateway_url):
+    """An HTTP client on the gateway, without a default token."""
+    async with aiohttp.ClientSession(base_url=gateway_url) as session:
+        yield session
+
+
+@pytest.fixture
+async def receiver():
+    """A notification endpoint on 127.0.0.1 (tests/receiver.py); a delivery it holds is let go at the end."""
+    endpoint = await Receiver().start()
+    yield endpoint
+    endpoint.release.set()
+    await endpoint.close()
 
 
 @pytest.fixture

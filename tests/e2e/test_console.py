@@ -12,7 +12,6 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-import aiohttp
 import pytest
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import expect
@@ -24,12 +23,6 @@ from .test_elevation_requests import NEW_MEMBERS
 from .test_role_assignments import MANAGER, READER, assign
 
 SCREENSHOTS = os.environ.get("EPM_CONSOLE_SCREENSHOTS", "")
-
-
-@pytest.fixture
-async def client(gateway_url):
-    async with aiohttp.ClientSession(base_url=gateway_url) as session:
-        yield session
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 
-import aiohttp
 import pytest
 from yarl import URL
 
@@ -19,12 +18,6 @@ from .test_role_assignments import assign, auth
 REQUESTS = "/beta/deviceManagement/elevationRequests"
 ELEVATIONS = "/beta/deviceManagement/privilegeManagementElevations"
 NEW_MEMBERS = "include-unknown-enum-members"
-
-
-@pytest.fixture
-async def client(gateway_url):
-    async with aiohttp.ClientSession(base_url=gateway_url) as session:
-        yield session
 
 
 @pytest.fixture

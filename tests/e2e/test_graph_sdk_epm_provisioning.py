@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import uuid
 
-import aiohttp
-import pytest
 from msgraph_beta.generated.models.endpoint_privilege_management_provisioning_status import (
     EndpointPrivilegeManagementProvisioningStatus,
 )
@@ -20,12 +18,6 @@ from .test_role_assignments import auth, call
 INTUNE_ADMIN = {"scopes": [CONFIG_WRITE], "wids": [INTUNE_ADMINISTRATOR]}
 ENABLE = "/beta/deviceManagement/enableEndpointPrivilegeManagement"
 STATUS = "/beta/deviceManagement/endpointPrivilegeManagementProvisioningStatus"
-
-
-@pytest.fixture
-async def client(gateway_url):
-    async with aiohttp.ClientSession(base_url=gateway_url) as session:
-        yield session
 
 
 async def test_enabling_is_recorded_once_and_audited(sdk, token, client, tenant):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 
-import aiohttp
 import pytest
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from msgraph_beta.generated.device_management.elevation_requests.item.approve.approve_post_request_body import (
@@ -41,12 +40,6 @@ VIEW, MODIFY = RESOURCE_ACTIONS["elevationRequests.view"], RESOURCE_ACTIONS["ele
 ASSIGNMENTS = "/beta/deviceManagement/roleAssignments"
 BUILT_IN = {"Endpoint Privilege Manager": {VIEW, MODIFY}, "Endpoint Privilege Reader": {VIEW},
             "Endpoint Security Manager": {VIEW, MODIFY}, "Read Only Operator": {VIEW}}
-
-
-@pytest.fixture
-async def client(gateway_url):
-    async with aiohttp.ClientSession(base_url=gateway_url) as session:
-        yield session
 
 
 def definitions_where(text: str) -> RequestConfiguration:

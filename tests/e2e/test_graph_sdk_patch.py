@@ -7,7 +7,6 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-import aiohttp
 import pytest
 from msgraph_beta.generated.models.elevation_request_state import ElevationRequestState
 from msgraph_beta.generated.models.o_data_errors.o_data_error import ODataError
@@ -22,12 +21,6 @@ from .test_role_assignments import assign, auth, call
 
 REQUESTS = "/beta/deviceManagement/elevationRequests"
 ELEVATIONS = "/beta/deviceManagement/privilegeManagementElevations"
-
-
-@pytest.fixture
-async def client(gateway_url):
-    async with aiohttp.ClientSession(base_url=gateway_url) as session:
-        yield session
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 
-import aiohttp
 import pytest
 from msgraph_beta.generated.models.privileged_role_assignment import PrivilegedRoleAssignment
 from msgraph_beta.generated.privileged_role_assignments.item.make_permanent.make_permanent_post_request_body import (  # noqa: E501
@@ -33,12 +32,6 @@ FORMS = {  # how a member is addressed: form(collection, key) -> its path
     "quoted key, percent-encoded": lambda collection, key: f"{collection}(%27{key}%27)",
     "bare key": lambda collection, key: f"{collection}({key})",
 }
-
-
-@pytest.fixture
-async def client(gateway_url):
-    async with aiohttp.ClientSession(base_url=gateway_url) as session:
-        yield session
 
 
 @pytest.fixture

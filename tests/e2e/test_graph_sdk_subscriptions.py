@@ -9,15 +9,7 @@ import pytest
 from msgraph_beta.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph_beta.generated.models.subscription import Subscription
 
-from ..receiver import Receiver
 from .test_subscriptions import RESOURCE
-
-
-@pytest.fixture
-async def receiver():
-    endpoint = await Receiver().start()
-    yield endpoint
-    await endpoint.close()
 
 
 async def test_the_sdk_subscribes_renews_and_deletes(sdk, token, receiver, clock, http):  # noqa: F811

@@ -8,7 +8,6 @@ import asyncio
 import uuid
 from datetime import timedelta
 
-import aiohttp
 import pytest
 from epm.events.v1 import elevation_event_service_pb2 as events_pb
 from epm.events.v1 import elevation_event_service_pb2_grpc as events_grpc
@@ -71,12 +70,6 @@ async def seen(http, device_id: str, until=lambda d: True) -> dict:
                 return found
         assert asyncio.get_running_loop().time() < deadline, f"device {device_id} was not reported in time"
         await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-async def client(gateway_url):
-    async with aiohttp.ClientSession(base_url=gateway_url) as session:
-        yield session
 
 
 # --- registration --------------------------------------------------------------------------------------

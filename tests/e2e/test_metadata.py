@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import uuid
 
-import aiohttp
 import pytest
 
-from ..receiver import Receiver
 from ..unit.test_metadata import EDM, NS, declared, properties, schema_of, unresolved
 from .test_elevation_requests import AUDIT, PATH, call, create
 from .test_elevations import event, post
@@ -22,22 +20,8 @@ GET_ALL = f"$metadata#Collection({NS}.privilegeManagementElevationRequest)"
 
 
 @pytest.fixture
-async def client(gateway_url, requests_service):
-    async with aiohttp.ClientSession(base_url=gateway_url) as session:
-        yield session
-
-
-@pytest.fixture
 def app(token) -> dict:
     return auth(token(scopes=(), roles=["DeviceManagementConfiguration.ReadWrite.All"]))
-
-
-@pytest.fixture
-async def receiver():
-    endpoint = await Receiver().start()
-    yield endpoint
-    endpoint.release.set()
-    await endpoint.close()
 
 
 async def served_schema(client):

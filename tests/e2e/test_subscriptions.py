@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
-import aiohttp
 import pytest
 
 from services.requests.lifecycle import Policy
@@ -22,23 +21,9 @@ RESOURCE = "deviceManagement/elevationRequests"
 
 
 @pytest.fixture
-async def client(gateway_url, requests_service):
-    async with aiohttp.ClientSession(base_url=gateway_url) as session:
-        yield session
-
-
-@pytest.fixture
 def app(token) -> dict:
     """An application with the Graph permission to read (and here also to review) elevation requests."""
     return auth(token(scopes=(), roles=["DeviceManagementConfiguration.ReadWrite.All"]))
-
-
-@pytest.fixture
-async def receiver():
-    endpoint = await Receiver().start()
-    yield endpoint
-    endpoint.release.set()
-    await endpoint.close()
 
 
 def expiry(clock, minutes: int = 60) -> str:

@@ -56,12 +56,6 @@ async def failure(client, method: str, url: str, who, status: int, **kwargs) -> 
 
 
 @pytest.fixture
-async def client(gateway_url):
-    async with aiohttp.ClientSession(base_url=gateway_url) as session:
-        yield session
-
-
-@pytest.fixture
 def agent(token) -> Person:
     """A partner's support application: MmdSupport.ReadWrite (an application permission), with the agent's upn."""
     oid, upn = str(uuid.uuid4()), "agent@partner.example"
